@@ -1,0 +1,81 @@
+"""What the CA services need besides a database session: the HSM, URLs, clocks, caches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sqlmodel import Session
+
+from ca.models import CertificateAuthority
+from core.db import utcnow
+from core.errors import NotFound
+from hsm_sim.base import KeyStore
+from hsm_sim.facade import hsm_private_key
+
+CA_NAMES = ("root", "issuing")
+
+
+@dataclass
+class Pki:
+    """The CA's collaborators, built once per process and passed to every CA service call."""
+
+    keystore: KeyStore
+    public_base: str
+    organization: str = "cloudseal"
+    country: str = "TW"
+    crl_validity: dt.timedelta = dt.timedelta(hours=24)
+    ocsp_validity: dt.timedelta = dt.timedelta(hours=24)
+    serial_source: Callable[[], int] = x509.random_serial_number
+    clock: Callable[[], dt.datetime] = utcnow
+    _ca_certs: dict[str, x509.Certificate] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # URLs placed in certificates ---------------------------------------------------------
+    def crl_url(self, ca_name: str) -> str:
+        return f"{self.public_base}/pki/crl/{ca_name}.crl"
+
+    def ca_issuers_url(self, ca_name: str) -> str:
+        return f"{self.public_base}/pki/{ca_name}.crt"
+
+    @property
+    def ocsp_url(self) -> str:
+        return f"{self.public_base}/pki/ocsp"
+
+    # CA material -------------------------------------------------------------------------
+    def load_ca(self, session: Session, ca_name: str) -> CertificateAuthority:
+        """The CA row, or 404 ``unknown_ca``."""
+        ca = session.get(CertificateAuthority, ca_name) if ca_name in CA_NAMES else None
+        if ca is None:
+            raise NotFound(f"no certificate authority named {ca_name!r}", code="unknown_ca")
+        return ca
+
+    def ca_certificate(self, ca: CertificateAuthority) -> x509.Certificate:
+        """The parsed CA certificate (CA certificates never change once created)."""
+        with self._lock:
+            cert = self._ca_certs.get(ca.name)
+            if cert is None:
+                cert = x509.load_der_x509_certificate(ca.certificate_der)
+                self._ca_certs[ca.name] = cert
+            return cert
+
+    def signing_key(self, label: str, owner: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+        """A private-key facade whose signatures are made by the HSM."""
+        return hsm_private_key(self.keystore, label, owner)
+
+    def forget_cached(self) -> None:
+        """Drop cached CA certificates (used when the database is swapped under a test)."""
+        with self._lock:
+            self._ca_certs.clear()
+
+
+def signature_hash(public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> hashes.HashAlgorithm:
+    """The hash a key signs with: SHA-384 for P-384, SHA-256 otherwise (RSA: by size)."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return hashes.SHA384() if public_key.curve.key_size >= 384 else hashes.SHA256()
+    return hashes.SHA384() if public_key.key_size >= 3072 else hashes.SHA256()

@@ -1,0 +1,295 @@
+"""OCSP (RFC 6960): pre-generated responses, refreshed the moment a status changes.
+
+Responses about certificates of the issuing CA are signed by the delegated OCSP signer;
+responses about certificates the root issued (the issuing CA itself) are signed by the root.
+Requests without a nonce are answered from the stored, pre-signed responses; a request with
+a nonce gets a freshly signed response that echoes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509 import ocsp
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from ca.context import CA_NAMES, Pki
+from ca.models import CertificateAuthority, IssuedCertificate, OcspResponseRecord
+from core.db import session_scope
+
+# CertID hashes answered from pre-generated responses; others are signed on demand.
+PREGENERATED_HASHES: dict[str, hashes.HashAlgorithm] = {"sha1": hashes.SHA1(), "sha256": hashes.SHA256()}
+SUPPORTED_HASHES: dict[str, hashes.HashAlgorithm] = {
+    **PREGENERATED_HASHES,
+    "sha384": hashes.SHA384(),
+    "sha512": hashes.SHA512(),
+}
+
+MALFORMED = ocsp.OCSPResponseBuilder.build_unsuccessful(
+    ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+).public_bytes(Encoding.DER)
+UNAUTHORIZED = ocsp.OCSPResponseBuilder.build_unsuccessful(
+    ocsp.OCSPResponseStatus.UNAUTHORIZED
+).public_bytes(Encoding.DER)
+TRY_LATER = ocsp.OCSPResponseBuilder.build_unsuccessful(
+    ocsp.OCSPResponseStatus.TRY_LATER
+).public_bytes(Encoding.DER)
+
+
+def _public_key_bits(public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> bytes:
+    # The content of the subjectPublicKey BIT STRING, which is what issuerKeyHash covers.
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return public_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    return public_key.public_bytes(Encoding.DER, PublicFormat.PKCS1)
+
+
+def issuer_hashes(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> tuple[bytes, bytes]:
+    """issuerNameHash and issuerKeyHash of a CertID naming ``cert`` as the issuer."""
+    name_hash = hashes.Hash(algorithm)
+    name_hash.update(cert.subject.public_bytes())
+    key_hash = hashes.Hash(algorithm)
+    key_hash.update(_public_key_bits(cert.public_key()))  # type: ignore[arg-type]
+    return name_hash.finalize(), key_hash.finalize()
+
+
+@dataclass(frozen=True)
+class Responder:
+    """A certificate and HSM key that may sign OCSP responses for one CA."""
+
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def current_ocsp_signer(session: Session, pki: Pki) -> IssuedCertificate | None:
+    """The newest valid delegated OCSP signing certificate of the issuing CA."""
+    now = pki.clock()
+    return session.execute(
+        select(IssuedCertificate)
+        .where(IssuedCertificate.profile == "ocsp_signer")
+        .where(IssuedCertificate.status == "good")
+        .where(IssuedCertificate.not_before <= now)
+        .where(IssuedCertificate.not_after > now)
+        .order_by(IssuedCertificate.not_after.desc())  # type: ignore[attr-defined]
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def responder_for(session: Session, pki: Pki, ca: CertificateAuthority) -> Responder | None:
+    """Who signs responses about certificates of ``ca``; None when nobody can right now."""
+    if ca.name == "issuing":
+        signer = current_ocsp_signer(session, pki)
+        if signer is None or signer.key_label is None:
+            return None
+        return Responder(
+            certificate=x509.load_der_x509_certificate(signer.der),
+            key=pki.signing_key(signer.key_label, "ocsp:issuing"),
+        )
+    return Responder(
+        certificate=pki.ca_certificate(ca), key=pki.signing_key(ca.key_label, ca.key_owner)
+    )
+
+
+def build_response(
+    pki: Pki,
+    *,
+    ca_cert: x509.Certificate,
+    responder: Responder,
+    serial_number: int,
+    algorithm: hashes.HashAlgorithm,
+    row: IssuedCertificate | None,
+    nonce: bytes | None = None,
+) -> tuple[bytes, dt.datetime, dt.datetime]:
+    """Sign a single-response OCSP answer; ``row`` None means the CA never issued it."""
+    now = pki.clock().replace(microsecond=0)
+    next_update = now + pki.ocsp_validity
+    name_hash, key_hash = issuer_hashes(ca_cert, algorithm)
+    revocation_time = revocation_reason = None
+    if row is None:
+        status = ocsp.OCSPCertStatus.UNKNOWN
+    elif row.status == "good":
+        status = ocsp.OCSPCertStatus.GOOD
+    else:
+        status = ocsp.OCSPCertStatus.REVOKED
+        revocation_time = row.revoked_at
+        reason = x509.ReasonFlags(row.revocation_reason or "unspecified")
+        revocation_reason = None if reason is x509.ReasonFlags.unspecified else reason
+    builder = (
+        ocsp.OCSPResponseBuilder()
+        .add_response_by_hash(
+            issuer_name_hash=name_hash, issuer_key_hash=key_hash, serial_number=serial_number,
+            algorithm=algorithm, cert_status=status, this_update=now, next_update=next_update,
+            revocation_time=revocation_time, revocation_reason=revocation_reason,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, responder.certificate)
+    )
+    if responder.certificate != ca_cert:
+        builder = builder.certificates([responder.certificate])
+    if nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    signed = builder.sign(responder.key, hashes.SHA256())
+    return signed.public_bytes(Encoding.DER), now, next_update
+
+
+def _store(session: Session, record: OcspResponseRecord) -> None:
+    existing = session.execute(
+        select(OcspResponseRecord)
+        .where(OcspResponseRecord.ca_name == record.ca_name)
+        .where(OcspResponseRecord.serial_hex == record.serial_hex)
+        .where(OcspResponseRecord.hash_algorithm == record.hash_algorithm)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if existing is None:
+        session.add(record)
+    else:
+        existing.der, existing.this_update, existing.next_update = (
+            record.der, record.this_update, record.next_update,
+        )
+        session.add(existing)
+    session.flush()
+
+
+def publish_status(
+    session: Session, pki: Pki, row: IssuedCertificate, algorithms: tuple[str, ...] = tuple(PREGENERATED_HASHES)
+) -> None:
+    """(Re)generate and store the responses about ``row`` for each CertID hash."""
+    ca = pki.load_ca(session, row.ca_name)
+    responder = responder_for(session, pki, ca)
+    if responder is None:
+        return
+    ca_cert = pki.ca_certificate(ca)
+    for name in algorithms:
+        der, this_update, next_update = build_response(
+            pki, ca_cert=ca_cert, responder=responder, serial_number=int(row.serial_hex, 16),
+            algorithm=SUPPORTED_HASHES[name], row=row,
+        )
+        _store(session, OcspResponseRecord(
+            ca_name=row.ca_name, serial_hex=row.serial_hex, hash_algorithm=name,
+            this_update=this_update, next_update=next_update, der=der,
+        ))
+
+
+@dataclass(frozen=True)
+class OcspAnswer:
+    """Bytes to send, and when they stop being fresh (None for error responses)."""
+
+    der: bytes
+    this_update: dt.datetime | None = None
+    next_update: dt.datetime | None = None
+    cacheable: bool = False
+
+
+class OcspService:
+    """Answers OCSP requests for the platform's CAs.
+
+    ``read_engine`` serves the fast path (stored responses); ``write_engine`` is used only
+    when a response has to be (re)generated.
+    """
+
+    def __init__(self, pki: Pki, read_engine: Engine, write_engine: Engine) -> None:
+        self.pki = pki
+        self.read_engine = read_engine
+        self.write_engine = write_engine
+        self._issuers: dict[tuple[str, bytes, bytes], str] = {}
+
+    def _issuer_index(self, session: Session) -> dict[tuple[str, bytes, bytes], str]:
+        if not self._issuers:
+            index: dict[tuple[str, bytes, bytes], str] = {}
+            for name in CA_NAMES:
+                ca = session.get(CertificateAuthority, name)
+                if ca is None:
+                    return {}
+                cert = self.pki.ca_certificate(ca)
+                for alg_name, alg in SUPPORTED_HASHES.items():
+                    index[(alg_name, *issuer_hashes(cert, alg))] = name
+            self._issuers = index
+        return self._issuers
+
+    def respond(self, request_der: bytes) -> OcspAnswer:
+        """Answer one DER-encoded OCSP request; never raises for bad input."""
+        try:
+            request = ocsp.load_der_ocsp_request(request_der)
+            serial_number = request.serial_number
+            name_hash, key_hash = request.issuer_name_hash, request.issuer_key_hash
+        except (ValueError, TypeError):
+            return OcspAnswer(MALFORMED)
+        try:
+            alg_name = request.hash_algorithm.name
+        except UnsupportedAlgorithm:
+            return OcspAnswer(UNAUTHORIZED)
+        try:
+            nonce = request.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+        except x509.ExtensionNotFound:
+            nonce = None
+        except ValueError:
+            return OcspAnswer(MALFORMED)
+        if alg_name not in SUPPORTED_HASHES or serial_number <= 0 or serial_number.bit_length() > 160:
+            return OcspAnswer(UNAUTHORIZED if alg_name not in SUPPORTED_HASHES else MALFORMED)
+        key = format(serial_number, "x")
+        with Session(self.read_engine) as session:
+            ca_name = self._issuer_index(session).get((alg_name, name_hash, key_hash))
+            if ca_name is None:
+                return OcspAnswer(UNAUTHORIZED)
+            if nonce is None and alg_name in PREGENERATED_HASHES:
+                stored = session.execute(
+                    select(OcspResponseRecord.der, OcspResponseRecord.this_update, OcspResponseRecord.next_update)
+                    .where(OcspResponseRecord.ca_name == ca_name)
+                    .where(OcspResponseRecord.serial_hex == key)
+                    .where(OcspResponseRecord.hash_algorithm == alg_name)
+                ).first()
+                if stored is not None and not self._stale(stored.this_update, stored.next_update):
+                    return OcspAnswer(stored.der, stored.this_update, stored.next_update, True)
+        return self._generate(ca_name, key, alg_name, nonce)
+
+    def _stale(self, this_update: dt.datetime, next_update: dt.datetime) -> bool:
+        # Re-sign once half the validity has passed, so clients never see an expired answer.
+        return self.pki.clock() >= this_update + (next_update - this_update) / 2
+
+    def _generate(self, ca_name: str, key: str, alg_name: str, nonce: bytes | None) -> OcspAnswer:
+        try:
+            with session_scope(self.write_engine) as session:
+                ca = self.pki.load_ca(session, ca_name)
+                row = session.execute(
+                    select(IssuedCertificate)
+                    .where(IssuedCertificate.serial_hex == key)
+                    .where(IssuedCertificate.ca_name == ca_name)
+                ).scalar_one_or_none()
+                responder = responder_for(session, self.pki, ca)
+                if responder is None:
+                    return OcspAnswer(TRY_LATER)
+                der, this_update, next_update = build_response(
+                    self.pki, ca_cert=self.pki.ca_certificate(ca), responder=responder,
+                    serial_number=int(key, 16), algorithm=SUPPORTED_HASHES[alg_name],
+                    row=row, nonce=nonce,
+                )
+                cacheable = nonce is None and row is not None
+                if cacheable and alg_name in PREGENERATED_HASHES:
+                    _store(session, OcspResponseRecord(
+                        ca_name=ca_name, serial_hex=key, hash_algorithm=alg_name,
+                        this_update=this_update, next_update=next_update, der=der,
+                    ))
+                return OcspAnswer(der, this_update, next_update, cacheable)
+        except IntegrityError:
+            # Another worker stored the same response at the same moment: serve theirs.
+            return self.respond_stored(ca_name, key, alg_name)
+
+    def respond_stored(self, ca_name: str, key: str, alg_name: str) -> OcspAnswer:
+        """The stored response, or tryLater when there is none."""
+        with Session(self.read_engine) as session:
+            stored = session.execute(
+                select(OcspResponseRecord)
+                .where(OcspResponseRecord.ca_name == ca_name)
+                .where(OcspResponseRecord.serial_hex == key)
+                .where(OcspResponseRecord.hash_algorithm == alg_name)
+            ).scalar_one_or_none()
+            if stored is None:
+                return OcspAnswer(TRY_LATER)
+            return OcspAnswer(stored.der, stored.this_update, stored.next_update, True)

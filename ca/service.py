@@ -1,0 +1,245 @@
+"""Certificate issuance and revocation: the CA's business rules, with no HTTP in sight."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from ca import crl, ocsp
+from ca.context import Pki, signature_hash
+from ca.models import CertificateAuthority, IssuedCertificate
+from ca.profiles import PROFILES, CertificateProfile, IssuerContext, build_certificate
+from core import audit
+from core.auth import Actor
+from core.errors import BadRequest, Conflict, NotFound
+
+STATUS_GOOD = "good"
+STATUS_REVOKED = "revoked"
+STATUS_ON_HOLD = "on_hold"
+
+_SERIAL_ATTEMPTS = 5
+_HEX_SERIAL = re.compile(r"^[0-9a-f]{1,40}$")
+_ACCEPTED_CURVES = (ec.SECP256R1, ec.SECP384R1)
+
+# Reasons a caller may name (RFC 5280 §5.3.1); removeFromCRL is not a revocation.
+REVOCATION_REASONS: dict[str, x509.ReasonFlags] = {
+    flag.value: flag for flag in x509.ReasonFlags if flag is not x509.ReasonFlags.remove_from_crl
+}
+
+
+def normalise_serial(serial: str) -> str:
+    """Lower-case hex without separators or leading zeros; 400 ``invalid_serial`` otherwise."""
+    cleaned = serial.strip().lower().replace(":", "")
+    if cleaned.startswith("0x"):
+        cleaned = cleaned[2:]
+    cleaned = cleaned.lstrip("0") or "0"
+    if not _HEX_SERIAL.match(cleaned) or cleaned == "0":
+        raise BadRequest("a serial number is 1 to 20 bytes of hex", code="invalid_serial")
+    return cleaned
+
+
+def serial_hex(serial_number: int) -> str:
+    """The canonical text form of a serial number."""
+    return format(serial_number, "x")
+
+
+def check_public_key(public_key: object) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+    """Accept ECDSA P-256/P-384 and RSA of 2048 bits or more; 400 ``unsupported_key`` else."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, _ACCEPTED_CURVES):
+        return public_key
+    if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size >= 2048:
+        return public_key
+    raise BadRequest(
+        "the key must be ECDSA P-256/P-384 or RSA of at least 2048 bits", code="unsupported_key"
+    )
+
+
+def issuer_context(pki: Pki, ca: CertificateAuthority) -> IssuerContext:
+    """The issuing side of a builder for certificates signed by ``ca``."""
+    cert = pki.ca_certificate(ca)
+    return IssuerContext(
+        name=cert.subject,
+        public_key=cert.public_key(),  # type: ignore[arg-type]
+        crl_url=pki.crl_url(ca.name),
+        ca_issuers_url=pki.ca_issuers_url(ca.name),
+        ocsp_url=pki.ocsp_url,
+    )
+
+
+def sign_certificate(
+    session: Session,
+    pki: Pki,
+    *,
+    ca: CertificateAuthority,
+    profile: CertificateProfile,
+    subject: x509.Name,
+    public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
+    key_label: str | None,
+) -> IssuedCertificate:
+    """Build, sign and store one certificate under a fresh unique serial number.
+
+    The serial's uniqueness is the database's unique constraint: on the (astronomically
+    rare) collision the insert is rolled back to a savepoint and a new serial is drawn.
+    """
+    issuer = issuer_context(pki, ca)
+    ca_cert = pki.ca_certificate(ca)
+    ca_key = pki.signing_key(ca.key_label, ca.key_owner)
+    now = pki.clock().replace(microsecond=0)
+    for _ in range(_SERIAL_ATTEMPTS):
+        serial = pki.serial_source()
+        try:
+            builder = build_certificate(
+                profile, subject=subject, public_key=public_key, serial_number=serial,
+                not_before=now - dt.timedelta(minutes=1), issuer=issuer,
+                not_after_cap=ca_cert.not_valid_after_utc,
+            )
+        except ValueError as exc:
+            raise BadRequest(str(exc), code="invalid_subject") from exc
+        cert = builder.sign(ca_key, signature_hash(issuer.public_key))
+        row = IssuedCertificate(
+            serial_hex=serial_hex(serial), ca_name=ca.name, profile=profile.name,
+            subject=cert.subject.rfc4514_string(), key_label=key_label,
+            fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+            not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+            der=cert.public_bytes(Encoding.DER), status=STATUS_GOOD, issued_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(row)
+                session.flush()
+        except IntegrityError:
+            continue
+        return row
+    raise Conflict("could not allocate a unique serial number", code="serial_exhausted")
+
+
+def issue_certificate(
+    session: Session,
+    pki: Pki,
+    *,
+    actor: Actor,
+    ca_name: str,
+    profile_name: str,
+    subject: x509.Name,
+    public_key: object,
+    key_label: str | None = None,
+) -> IssuedCertificate:
+    """Issue an end-entity certificate and publish its OCSP status at once."""
+    ca = pki.load_ca(session, ca_name)
+    profile = PROFILES.get(profile_name)
+    if profile is None:
+        raise BadRequest(f"no certificate profile named {profile_name!r}", code="unknown_profile")
+    if not profile.end_entity or ca.name != "issuing":
+        raise BadRequest(
+            f"CA {ca.name!r} does not issue {profile.name} certificates", code="profile_not_allowed"
+        )
+    row = sign_certificate(
+        session, pki, ca=ca, profile=profile, subject=subject,
+        public_key=check_public_key(public_key), key_label=key_label,
+    )
+    ocsp.publish_status(session, pki, row)
+    audit.record(
+        session, actor=actor.label, tenant=actor.tenant, action="certificate.issue",
+        object_type="certificate", object_id=row.serial_hex,
+        details={"ca": ca.name, "profile": profile.name, "subject": row.subject},
+    )
+    return row
+
+
+def get_certificate(session: Session, serial: str) -> IssuedCertificate:
+    """The certificate with this serial, or 404 ``unknown_certificate``."""
+    key = normalise_serial(serial)
+    row = session.execute(
+        select(IssuedCertificate).where(IssuedCertificate.serial_hex == key)
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"no certificate with serial {key}", code="unknown_certificate")
+    return row
+
+
+def _lock_certificate(session: Session, serial: str) -> IssuedCertificate:
+    key = normalise_serial(serial)
+    row = session.execute(
+        select(IssuedCertificate).where(IssuedCertificate.serial_hex == key).with_for_update()
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"no certificate with serial {key}", code="unknown_certificate")
+    session.refresh(row)
+    return row
+
+
+def revoke_certificate(
+    session: Session,
+    pki: Pki,
+    *,
+    actor: Actor,
+    serial: str,
+    reason: str,
+    invalidity_date: dt.datetime | None = None,
+) -> IssuedCertificate:
+    """Revoke (or, with ``certificateHold``, suspend) a certificate.
+
+    The CRL of its CA and its OCSP responses are regenerated in the same transaction, so the
+    new status is served the moment it commits. A held certificate may be revoked for good.
+    """
+    flag = REVOCATION_REASONS.get(reason)
+    if flag is None:
+        raise BadRequest(
+            f"unknown revocation reason {reason!r}; use one of {sorted(REVOCATION_REASONS)}",
+            code="invalid_reason",
+        )
+    if invalidity_date is not None and invalidity_date.tzinfo is None:
+        raise BadRequest("invalidity_date needs a time zone", code="invalid_date")
+    row = _lock_certificate(session, serial)
+    if row.profile == "root_ca":
+        raise Conflict("the root certificate cannot be revoked here", code="not_revocable")
+    if row.status == STATUS_REVOKED:
+        raise Conflict(f"certificate {row.serial_hex} is already revoked", code="already_revoked")
+    if row.status == STATUS_ON_HOLD and flag is x509.ReasonFlags.certificate_hold:
+        raise Conflict(f"certificate {row.serial_hex} is already on hold", code="already_on_hold")
+    now = pki.clock().replace(microsecond=0)
+    previous = row.status
+    row.status = STATUS_ON_HOLD if flag is x509.ReasonFlags.certificate_hold else STATUS_REVOKED
+    if previous == STATUS_GOOD:
+        row.revoked_at = now
+    row.revocation_reason = flag.value
+    row.invalidity_date = invalidity_date
+    session.add(row)
+    session.flush()
+    crl.publish_crl(session, pki, row.ca_name)
+    ocsp.publish_status(session, pki, row)
+    audit.record(
+        session, actor=actor.label, tenant=actor.tenant,
+        action="certificate.hold" if row.status == STATUS_ON_HOLD else "certificate.revoke",
+        object_type="certificate", object_id=row.serial_hex,
+        details={"reason": flag.value, "previous_status": previous},
+    )
+    return row
+
+
+def release_hold(session: Session, pki: Pki, *, actor: Actor, serial: str) -> IssuedCertificate:
+    """Take a certificate off hold: it is good again and leaves the next CRL."""
+    row = _lock_certificate(session, serial)
+    if row.status != STATUS_ON_HOLD:
+        raise Conflict(f"certificate {row.serial_hex} is not on hold", code="not_on_hold")
+    row.status = STATUS_GOOD
+    row.revoked_at = None
+    row.revocation_reason = None
+    row.invalidity_date = None
+    session.add(row)
+    session.flush()
+    crl.publish_crl(session, pki, row.ca_name)
+    ocsp.publish_status(session, pki, row)
+    audit.record(
+        session, actor=actor.label, tenant=actor.tenant, action="certificate.release",
+        object_type="certificate", object_id=row.serial_hex,
+    )
+    return row

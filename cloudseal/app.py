@@ -1,0 +1,78 @@
+"""The FastAPI application factory: mounts every context's router on one platform."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ca.api import ca_router, pki_router
+from ca.bootstrap import refresh
+from cloudseal.platform import Platform, build_platform
+from core.db import session_scope
+from core.settings import Settings, get_settings
+from core.web import BodyLimitMiddleware, install_error_handlers
+
+log = logging.getLogger("cloudseal.app")
+
+
+def _refresh_loop(platform: Platform, stop: threading.Event) -> None:
+    """Keep CRLs and the OCSP signer fresh; several workers doing this at once is safe."""
+    while not stop.wait(platform.settings.refresh_interval_seconds):
+        try:
+            with session_scope(platform.engine) as session:
+                done = refresh(session, platform.pki)
+            if done:
+                log.info("PKI refresh: %s", ", ".join(done))
+        except Exception:  # keep the loop alive; the next round retries
+            log.exception("PKI refresh failed")
+
+
+def create_app(settings: Settings | None = None, platform: Platform | None = None,
+               *, background_refresh: bool = True) -> FastAPI:
+    """Build the application. Tests pass a ready ``platform``; ``serve`` builds one."""
+    settings = settings or (platform.settings if platform else get_settings())
+    owned = platform is None
+    platform = platform or build_platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        worker = None
+        if background_refresh:
+            worker = threading.Thread(target=_refresh_loop, args=(platform, stop), daemon=True)
+            worker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                worker.join(timeout=5)
+            if owned:
+                platform.close()
+
+    app = FastAPI(
+        title="cloudseal",
+        version="0.1.0",
+        summary="Shared RA/CA, cloud-held remote signing and shareholder e-voting",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.platform = platform
+    app.state.engine = platform.engine
+    app.state.pki = platform.pki
+    app.state.ocsp = platform.ocsp
+    app.state.jwt_public_key = platform.jwt_public_key()
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.include_router(pki_router)
+    app.include_router(ca_router)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,5 @@
+"""ASGI entry point for ``uvicorn cloudseal.asgi:app`` (one app per worker process)."""
+
+from cloudseal.app import create_app
+
+app = create_app()

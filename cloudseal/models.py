@@ -1,0 +1,8 @@
+"""Imports every context's tables so ``SQLModel.metadata`` is complete (Alembic, drift test)."""
+
+from sqlmodel import SQLModel
+
+import ca.models  # noqa: F401
+import core.models  # noqa: F401
+
+metadata = SQLModel.metadata

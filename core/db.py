@@ -1,0 +1,101 @@
+"""Database engines and sessions for SQLite (embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Session, create_engine
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC, truncated to whole microseconds."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so the value is stored as
+    naive UTC and made aware again on the way out. Naive datetimes are refused on the way in.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where UTC is required")
+        value = value.astimezone(dt.timezone.utc)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    # Take the write lock when a transaction starts, so two writers queue on busy_timeout
+    # instead of failing with "database is locked" when a reader upgrades to a writer.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Engine:
+    """Create an engine for ``url`` with the platform's connection settings.
+
+    SQLite runs in WAL mode with ``synchronous=FULL`` and foreign keys on; every transaction
+    begins IMMEDIATE so concurrent writers serialise cleanly; a ``read_only`` engine skips
+    that (it serves lock-free WAL reads, e.g. the OCSP fast path). PostgreSQL uses psycopg 3.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+            pool_size=8,
+            max_overflow=16,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        if not read_only:
+            event.listen(engine, "begin", _sqlite_begin_immediate)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    raise ValueError(f"unsupported database URL scheme: {parsed.drivername}")
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any exception."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

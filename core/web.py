@@ -1,0 +1,164 @@
+"""HTTP plumbing shared by every router: error envelope, body limit, common dependencies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.auth import Actor, verify_token
+from core.errors import AppError, Unauthorized, error_body
+from core.settings import Settings
+
+log = logging.getLogger("cloudseal.web")
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error leave the API in the JSON envelope with a stable code."""
+
+    @app.exception_handler(AppError)
+    async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
+        return JSONResponse(exc.to_body(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(err.get("type") == "json_invalid" for err in errors):
+            return JSONResponse(error_body("malformed_json", "the body is not valid JSON"), 400)
+        fields = [
+            {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+            for err in errors
+        ]
+        return JSONResponse(
+            error_body("validation_error", "the request is not valid", {"fields": fields}), 422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(error_body("internal_error", "internal error"), 500)
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies larger than ``max_bytes`` with 413, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > self.max_bytes:
+                    await self._reject(send, declared)
+                    return
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await self._reject(send, received)
+
+    async def _reject(self, send: Send, size: int) -> None:
+        body = JSONResponse(
+            error_body("body_too_large", f"the request body exceeds {self.max_bytes} bytes"), 413
+        )
+        await send({"type": "http.response.start", "status": 413, "headers": body.raw_headers})
+        await send({"type": "http.response.body", "body": body.body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The settings the app was built with."""
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A database session per request; commits when the handler succeeds."""
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_actor(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Actor:
+    """The caller named by the bearer token; 401 when it is missing or invalid."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("a bearer access token is required", code="missing_token")
+    settings: Settings = request.app.state.settings
+    return verify_token(
+        credentials.credentials,
+        public_key=request.app.state.jwt_public_key,
+        issuer=settings.public_base + "/auth",
+        audience=settings.jwt_audience,
+    )
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+ActorDep = Annotated[Actor, Depends(get_actor)]
+
+
+def json_error(code: str, message: str, status: int, **details: Any) -> JSONResponse:
+    """A JSON error response for handlers that answer directly."""
+    return JSONResponse(error_body(code, message, details or None), status)
