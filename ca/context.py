@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlmodel import Session
 
 from ca.models import CertificateAuthority
+from ca.profiles import DEFAULT_POLICY_ARC
 from core.db import utcnow
 from core.errors import NotFound
 from hsm_sim.base import KeyStore
@@ -29,6 +30,7 @@ class Pki:
     public_base: str
     organization: str = "cloudseal"
     country: str = "TW"
+    policy_arc: str = DEFAULT_POLICY_ARC
     crl_validity: dt.timedelta = dt.timedelta(hours=24)
     ocsp_validity: dt.timedelta = dt.timedelta(hours=24)
     serial_source: Callable[[], int] = x509.random_serial_number

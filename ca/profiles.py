@@ -9,9 +9,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-# Policy OIDs are minted under the UUID arc 2.25 (ITU-T X.667), which needs no registration.
-INVESTOR_SIGNING_POLICY = ObjectIdentifier("2.25.187236018543906291127367735307446271913")
-PLATFORM_POLICY = ObjectIdentifier("2.25.187236018543906291127367735307446271914")
+# Certificate policies are named by a suffix under the operator's policy arc (a setting,
+# CLOUDSEAL_POLICY_ARC). The default arc sits under IANA's documentation enterprise number
+# 32473 (RFC 5612) until the market operator's registered arc is configured.
+DEFAULT_POLICY_ARC = "1.3.6.1.4.1.32473.1"
+INVESTOR_SIGNING_POLICY = "1"
+PLATFORM_POLICY = "2"
+
+
+def policy_oid(arc: str, suffix: str) -> ObjectIdentifier:
+    """The full policy OID for a profile's policy suffix."""
+    return ObjectIdentifier(f"{arc}.{suffix}")
 
 # Key usages by the names of cryptography's x509.KeyUsage arguments.
 _KEY_USAGE_FIELDS = (
@@ -37,12 +45,11 @@ class CertificateProfile:
     is_ca: bool = False
     path_length: int | None = None
     extended_key_usages: tuple[ObjectIdentifier, ...] = ()
-    policy_oids: tuple[ObjectIdentifier, ...] = ()
+    policies: tuple[str, ...] = ()
     crl_distribution_point: bool = True
     authority_information_access: bool = True
     ocsp_no_check: bool = False
     required_subject: tuple[ObjectIdentifier, ...] = (NameOID.COMMON_NAME,)
-    end_entity: bool = True
 
     def key_usage_extension(self) -> x509.KeyUsage:
         """The KeyUsage extension value for this profile."""
@@ -62,7 +69,6 @@ ROOT_CA = CertificateProfile(
     crl_distribution_point=False,
     authority_information_access=False,
     required_subject=(NameOID.COUNTRY_NAME, NameOID.ORGANIZATION_NAME, NameOID.COMMON_NAME),
-    end_entity=False,
 )
 
 ISSUING_CA = CertificateProfile(
@@ -71,16 +77,15 @@ ISSUING_CA = CertificateProfile(
     key_usages=frozenset({"key_cert_sign", "crl_sign"}),
     is_ca=True,
     path_length=0,
-    policy_oids=(INVESTOR_SIGNING_POLICY, PLATFORM_POLICY),
+    policies=(INVESTOR_SIGNING_POLICY, PLATFORM_POLICY),
     required_subject=(NameOID.COUNTRY_NAME, NameOID.ORGANIZATION_NAME, NameOID.COMMON_NAME),
-    end_entity=False,
 )
 
 INVESTOR_SIGNING = CertificateProfile(
     name="investor_signing",
     validity=dt.timedelta(days=730),
     key_usages=frozenset({"digital_signature", "content_commitment"}),
-    policy_oids=(INVESTOR_SIGNING_POLICY,),
+    policies=(INVESTOR_SIGNING_POLICY,),
     required_subject=(NameOID.COMMON_NAME, NameOID.SERIAL_NUMBER),
 )
 
@@ -89,7 +94,7 @@ OCSP_SIGNER = CertificateProfile(
     validity=dt.timedelta(days=30),
     key_usages=frozenset({"digital_signature"}),
     extended_key_usages=(ExtendedKeyUsageOID.OCSP_SIGNING,),
-    policy_oids=(PLATFORM_POLICY,),
+    policies=(PLATFORM_POLICY,),
     crl_distribution_point=False,
     authority_information_access=False,
     ocsp_no_check=True,
@@ -99,7 +104,7 @@ PLATFORM_SEAL = CertificateProfile(
     name="platform_seal",
     validity=dt.timedelta(days=365 * 3),
     key_usages=frozenset({"digital_signature", "content_commitment"}),
-    policy_oids=(PLATFORM_POLICY,),
+    policies=(PLATFORM_POLICY,),
     required_subject=(NameOID.ORGANIZATION_NAME, NameOID.COMMON_NAME),
 )
 
@@ -142,6 +147,7 @@ def build_certificate(
     not_before: dt.datetime,
     issuer: IssuerContext | None,
     not_after_cap: dt.datetime | None = None,
+    policy_arc: str = DEFAULT_POLICY_ARC,
 ) -> x509.CertificateBuilder:
     """Turn a profile, a subject and a public key into an unsigned certificate builder.
 
@@ -176,11 +182,9 @@ def build_certificate(
         builder = builder.add_extension(
             x509.ExtendedKeyUsage(list(profile.extended_key_usages)), critical=False
         )
-    if profile.policy_oids:
-        builder = builder.add_extension(
-            x509.CertificatePolicies([x509.PolicyInformation(oid, None) for oid in profile.policy_oids]),
-            critical=False,
-        )
+    if profile.policies:
+        policies = [x509.PolicyInformation(policy_oid(policy_arc, p), None) for p in profile.policies]
+        builder = builder.add_extension(x509.CertificatePolicies(policies), critical=False)
     if issuer is not None and profile.crl_distribution_point and issuer.crl_url:
         builder = builder.add_extension(
             x509.CRLDistributionPoints(

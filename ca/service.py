@@ -16,7 +16,7 @@ from sqlmodel import Session
 from ca import crl, ocsp
 from ca.context import Pki, signature_hash
 from ca.models import CertificateAuthority, IssuedCertificate
-from ca.profiles import PROFILES, CertificateProfile, IssuerContext, build_certificate
+from ca.profiles import PROFILES, REQUESTABLE_PROFILES, CertificateProfile, IssuerContext, build_certificate
 from core import audit
 from core.auth import Actor
 from core.errors import BadRequest, Conflict, NotFound
@@ -99,7 +99,7 @@ def sign_certificate(
             builder = build_certificate(
                 profile, subject=subject, public_key=public_key, serial_number=serial,
                 not_before=now - dt.timedelta(minutes=1), issuer=issuer,
-                not_after_cap=ca_cert.not_valid_after_utc,
+                not_after_cap=ca_cert.not_valid_after_utc, policy_arc=pki.policy_arc,
             )
         except ValueError as exc:
             raise BadRequest(str(exc), code="invalid_subject") from exc
@@ -137,7 +137,7 @@ def issue_certificate(
     profile = PROFILES.get(profile_name)
     if profile is None:
         raise BadRequest(f"no certificate profile named {profile_name!r}", code="unknown_profile")
-    if not profile.end_entity or ca.name != "issuing":
+    if profile.name not in REQUESTABLE_PROFILES or ca.name != "issuing":
         raise BadRequest(
             f"CA {ca.name!r} does not issue {profile.name} certificates", code="profile_not_allowed"
         )

@@ -81,6 +81,7 @@ def build_platform(settings: Settings) -> Platform:
         public_base=settings.public_base,
         organization=settings.organization,
         country=settings.country,
+        policy_arc=settings.policy_arc,
         crl_validity=dt.timedelta(hours=settings.crl_validity_hours),
         ocsp_validity=dt.timedelta(hours=settings.ocsp_validity_hours),
     )

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from ca import service
 from ca.bootstrap import bootstrap
 from ca.models import CertificateAuthority, IssuedCertificate
-from ca.profiles import INVESTOR_SIGNING_POLICY
+from ca.profiles import INVESTOR_SIGNING_POLICY, policy_oid
 from cloudseal.platform import Platform
 from core.db import session_scope
 from core.errors import BadRequest, NotFound
@@ -55,7 +55,7 @@ def test_investor_certificate_follows_the_signing_profile(any_platform: Platform
     assert ku.critical and ku.value.digital_signature and ku.value.content_commitment
     assert not ku.value.key_cert_sign
     policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
-    assert [p.policy_identifier for p in policies] == [INVESTOR_SIGNING_POLICY]
+    assert [p.policy_identifier for p in policies] == [policy_oid(any_platform.pki.policy_arc, INVESTOR_SIGNING_POLICY)]
     cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert cdp[0].full_name[0].value == "http://127.0.0.1:8000/pki/crl/issuing.crl"
     aia = {d.access_method: d.access_location.value
