@@ -6,6 +6,7 @@ import datetime as dt
 import sys
 
 import typer
+from sqlalchemy.exc import DBAPIError
 from rich.console import Console
 
 from ca import bootstrap as pki_bootstrap
@@ -43,6 +44,9 @@ def init() -> None:
         platform.ensure_jwt_key()
         with session_scope(platform.engine) as session:
             created = pki_bootstrap.bootstrap(session, platform.pki)
+    except DBAPIError as exc:
+        console.print(f"[red]the database is not ready ({exc.orig}); run `cloudseal migrate` first[/red]")
+        raise typer.Exit(2) from None
     finally:
         platform.close()
     if created:

@@ -1,0 +1,5 @@
+"""``python -m cloudseal`` runs the CLI."""
+
+from cloudseal.cli import app
+
+app()

@@ -1,0 +1,88 @@
+"""Engines, migrations and the drift check between models and migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Column, Integer, MetaData, Table, inspect, text
+
+from cloudseal.migrate import upgrade
+from cloudseal.models import metadata
+from core.db import UTCDateTime, make_engine
+from core.errors import AppError
+from core.models import AuditHead
+from sqlmodel import Session
+
+
+def schema_drift(url: str, target: MetaData = metadata) -> list:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return compare_metadata(context, target)
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_runs_in_wal_with_full_sync_and_foreign_keys(tmp_path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/x.db")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    engine.dispose()
+
+
+def test_unsupported_database_url_is_refused() -> None:
+    with pytest.raises(ValueError):
+        make_engine("mysql://somewhere/db")
+
+
+def test_migrations_match_the_models(database_url: str) -> None:
+    upgrade(database_url)
+    assert schema_drift(database_url) == []
+
+
+def test_drift_check_notices_a_table_without_migration(database_url: str) -> None:
+    upgrade(database_url)
+    extended = MetaData()
+    for table in metadata.tables.values():
+        table.to_metadata(extended)
+    Table("unmigrated_table", extended, Column("id", Integer, primary_key=True))
+    diff = schema_drift(database_url, extended)
+    assert any(op[0] == "add_table" and op[1].name == "unmigrated_table" for op in diff)
+
+
+def test_migrations_are_idempotent_and_seed_the_audit_head(database_url: str) -> None:
+    upgrade(database_url)
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        head = session.get(AuditHead, 1)
+        assert head is not None and head.last_seq == 0
+    assert "ca_certificate" in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_timestamps_come_back_aware_utc_and_naive_ones_are_refused(database_url: str) -> None:
+    engine = make_engine(database_url)
+    table = Table("ts_probe", MetaData(), Column("id", Integer, primary_key=True), Column("at", UTCDateTime()))
+    table.create(engine)
+    taipei = dt.timezone(dt.timedelta(hours=8))
+    with engine.begin() as conn:
+        conn.execute(table.insert().values(id=1, at=dt.datetime(2026, 6, 1, 23, 59, 59, tzinfo=taipei)))
+    with engine.connect() as conn:
+        stored = conn.execute(table.select()).one().at
+    assert stored == dt.datetime(2026, 6, 1, 15, 59, 59, tzinfo=dt.timezone.utc)
+    assert stored.utcoffset() == dt.timedelta(0)
+    with pytest.raises(Exception), engine.begin() as conn:
+        conn.execute(table.insert().values(id=2, at=dt.datetime(2026, 6, 1)))
+    engine.dispose()
+
+
+def test_app_errors_carry_status_and_stable_code() -> None:
+    err = AppError("nope", code="thing_missing", status_code=404)
+    assert err.to_body() == {"error": {"code": "thing_missing", "message": "nope"}}
