@@ -36,6 +36,7 @@ class Pki:
     serial_source: Callable[[], int] = x509.random_serial_number
     clock: Callable[[], dt.datetime] = utcnow
     _ca_certs: dict[str, x509.Certificate] = field(default_factory=dict, repr=False)
+    _signing_keys: dict[tuple[str, str], object] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # URLs placed in certificates ---------------------------------------------------------
@@ -67,13 +68,18 @@ class Pki:
             return cert
 
     def signing_key(self, label: str, owner: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
-        """A private-key facade whose signatures are made by the HSM."""
-        return hsm_private_key(self.keystore, label, owner)
+        """A private-key facade whose signatures are made by the HSM.
 
-    def forget_cached(self) -> None:
-        """Drop cached CA certificates (used when the database is swapped under a test)."""
+        Facades hold no key material (only label, owner and public key), so they are cached;
+        a destroyed key still fails at the HSM on its next use.
+        """
         with self._lock:
-            self._ca_certs.clear()
+            key = self._signing_keys.get((label, owner))
+        if key is None:
+            key = hsm_private_key(self.keystore, label, owner)
+            with self._lock:
+                self._signing_keys[(label, owner)] = key
+        return key  # type: ignore[return-value]
 
 
 def signature_hash(public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> hashes.HashAlgorithm:

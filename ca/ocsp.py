@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -139,28 +139,40 @@ def build_response(
     return signed.public_bytes(Encoding.DER), now, next_update
 
 
-def _store(session: Session, record: OcspResponseRecord) -> None:
-    existing = session.execute(
-        select(OcspResponseRecord)
-        .where(OcspResponseRecord.ca_name == record.ca_name)
-        .where(OcspResponseRecord.serial_hex == record.serial_hex)
-        .where(OcspResponseRecord.hash_algorithm == record.hash_algorithm)
-        .with_for_update()
-    ).scalar_one_or_none()
-    if existing is None:
-        session.add(record)
-    else:
-        existing.der, existing.this_update, existing.next_update = (
-            record.der, record.this_update, record.next_update,
-        )
-        session.add(existing)
-    session.flush()
+_responses = OcspResponseRecord.__table__  # type: ignore[attr-defined]
+_UPDATE_RESPONSE = (
+    update(_responses)
+    .where(_responses.c.ca_name == bindparam("key_ca"))
+    .where(_responses.c.serial_hex == bindparam("key_serial"))
+    .where(_responses.c.hash_algorithm == bindparam("key_hash"))
+    .values(der=bindparam("der"), this_update=bindparam("this_update"),
+            next_update=bindparam("next_update"))
+)
+_INSERT_RESPONSE = insert(_responses)
+
+
+def _store(session: Session, values: dict[str, object], *, fresh: bool = False) -> None:
+    """Insert or replace one stored response (Core statements: this is on the issuance path)."""
+    connection = session.connection()
+    if not fresh:
+        updated = connection.execute(_UPDATE_RESPONSE, {
+            "key_ca": values["ca_name"], "key_serial": values["serial_hex"],
+            "key_hash": values["hash_algorithm"], "der": values["der"],
+            "this_update": values["this_update"], "next_update": values["next_update"],
+        })
+        if updated.rowcount:
+            return
+    connection.execute(_INSERT_RESPONSE, values)
 
 
 def publish_status(
-    session: Session, pki: Pki, row: IssuedCertificate, algorithms: tuple[str, ...] = tuple(PREGENERATED_HASHES)
+    session: Session, pki: Pki, row: IssuedCertificate, *, fresh: bool = False,
+    algorithms: tuple[str, ...] = tuple(PREGENERATED_HASHES),
 ) -> None:
-    """(Re)generate and store the responses about ``row`` for each CertID hash."""
+    """(Re)generate and store the responses about ``row`` for each CertID hash.
+
+    ``fresh`` says the certificate was issued in this transaction, so nothing is stored yet.
+    """
     ca = pki.load_ca(session, row.ca_name)
     responder = responder_for(session, pki, ca)
     if responder is None:
@@ -171,10 +183,10 @@ def publish_status(
             pki, ca_cert=ca_cert, responder=responder, serial_number=int(row.serial_hex, 16),
             algorithm=SUPPORTED_HASHES[name], row=row,
         )
-        _store(session, OcspResponseRecord(
-            ca_name=row.ca_name, serial_hex=row.serial_hex, hash_algorithm=name,
-            this_update=this_update, next_update=next_update, der=der,
-        ))
+        _store(session, {
+            "ca_name": row.ca_name, "serial_hex": row.serial_hex, "hash_algorithm": name,
+            "this_update": this_update, "next_update": next_update, "der": der,
+        }, fresh=fresh)
 
 
 @dataclass(frozen=True)
@@ -257,10 +269,13 @@ class OcspService:
         try:
             with session_scope(self.write_engine) as session:
                 ca = self.pki.load_ca(session, ca_name)
+                # FOR UPDATE: wait for a revocation in flight, so a response signed here can
+                # never overwrite the newer status that revocation is storing.
                 row = session.execute(
                     select(IssuedCertificate)
                     .where(IssuedCertificate.serial_hex == key)
                     .where(IssuedCertificate.ca_name == ca_name)
+                    .with_for_update()
                 ).scalar_one_or_none()
                 responder = responder_for(session, self.pki, ca)
                 if responder is None:
@@ -272,10 +287,10 @@ class OcspService:
                 )
                 cacheable = nonce is None and row is not None
                 if cacheable and alg_name in PREGENERATED_HASHES:
-                    _store(session, OcspResponseRecord(
-                        ca_name=ca_name, serial_hex=key, hash_algorithm=alg_name,
-                        this_update=this_update, next_update=next_update, der=der,
-                    ))
+                    _store(session, {
+                        "ca_name": ca_name, "serial_hex": key, "hash_algorithm": alg_name,
+                        "this_update": this_update, "next_update": next_update, "der": der,
+                    })
                 return OcspAnswer(der, this_update, next_update, cacheable)
         except IntegrityError:
             # Another worker stored the same response at the same moment: serve theirs.

@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -26,6 +26,9 @@ STATUS_REVOKED = "revoked"
 STATUS_ON_HOLD = "on_hold"
 
 _SERIAL_ATTEMPTS = 5
+_INSERT_CERTIFICATE = insert(IssuedCertificate.__table__).returning(  # type: ignore[attr-defined]
+    IssuedCertificate.__table__.c.id  # type: ignore[attr-defined]
+)
 _HEX_SERIAL = re.compile(r"^[0-9a-f]{1,40}$")
 _ACCEPTED_CURVES = (ec.SECP256R1, ec.SECP384R1)
 
@@ -104,7 +107,7 @@ def sign_certificate(
         except ValueError as exc:
             raise BadRequest(str(exc), code="invalid_subject") from exc
         cert = builder.sign(ca_key, signature_hash(issuer.public_key))
-        row = IssuedCertificate(
+        values = dict(
             serial_hex=serial_hex(serial), ca_name=ca.name, profile=profile.name,
             subject=cert.subject.rfc4514_string(), key_label=key_label,
             fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
@@ -113,11 +116,10 @@ def sign_certificate(
         )
         try:
             with session.begin_nested():
-                session.add(row)
-                session.flush()
+                new_id = session.connection().execute(_INSERT_CERTIFICATE, values).scalar_one()
         except IntegrityError:
             continue
-        return row
+        return IssuedCertificate(id=new_id, **values)
     raise Conflict("could not allocate a unique serial number", code="serial_exhausted")
 
 
@@ -145,7 +147,7 @@ def issue_certificate(
         session, pki, ca=ca, profile=profile, subject=subject,
         public_key=check_public_key(public_key), key_label=key_label,
     )
-    ocsp.publish_status(session, pki, row)
+    ocsp.publish_status(session, pki, row, fresh=True)
     audit.record(
         session, actor=actor.label, tenant=actor.tenant, action="certificate.issue",
         object_type="certificate", object_id=row.serial_hex,

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session
 
 from core.db import utcnow
@@ -21,6 +21,19 @@ from core.models import AuditEvent, AuditHead
 
 GENESIS_HASH = "0" * 64
 _HEAD_ID = 1
+
+# Prebuilt Core statements on the tables (not the ORM entities): audit entries are written
+# inside every state change, so they skip the ORM's per-call statement processing.
+_events = AuditEvent.__table__  # type: ignore[attr-defined]
+_head = AuditHead.__table__  # type: ignore[attr-defined]
+_BUMP_HEAD = (
+    update(_head)
+    .where(_head.c.id == _HEAD_ID)
+    .values(last_seq=_head.c.last_seq + 1)
+    .returning(_head.c.last_seq, _head.c.last_hash)
+)
+_INSERT_EVENT = insert(_events)
+_SET_HEAD_HASH = update(_head).where(_head.c.id == _HEAD_ID).values(last_hash=bindparam("new_hash"))
 
 
 def _canonical(value: Any) -> str:
@@ -71,16 +84,12 @@ def record(
 ) -> AuditEvent:
     """Append one entry in the caller's transaction; it lands if and only if that commits.
 
-    The head row is locked by an UPDATE first, which serialises appenders on PostgreSQL
-    (row lock) and SQLite (write lock) alike. The head row itself is created by the first
-    migration, so no two appenders can race to create it.
+    The head row is locked by an UPDATE … RETURNING first, which serialises appenders on
+    PostgreSQL (row lock) and SQLite (write lock) alike. The head row itself is created by
+    the first migration, so no two appenders can race to create it.
     """
-    session.execute(
-        update(AuditHead).where(AuditHead.id == _HEAD_ID).values(last_seq=AuditHead.last_seq + 1)
-    )
-    seq, prev_hash = session.execute(
-        select(AuditHead.last_seq, AuditHead.last_hash).where(AuditHead.id == _HEAD_ID)
-    ).one()
+    connection = session.connection()
+    seq, prev_hash = connection.execute(_BUMP_HEAD).one()
     occurred_at = utcnow()
     details_json = _canonical(details or {})
     entry_hash = entry_digest(
@@ -88,16 +97,14 @@ def record(
         object_type=object_type, object_id=object_id, outcome=outcome,
         details=details_json, prev_hash=prev_hash,
     )
-    event = AuditEvent(
+    values = dict(
         seq=seq, occurred_at=occurred_at, actor=actor, tenant=tenant, action=action,
         object_type=object_type, object_id=object_id, outcome=outcome,
         details=details_json, prev_hash=prev_hash, entry_hash=entry_hash,
     )
-    session.add(event)
-    session.execute(
-        update(AuditHead).where(AuditHead.id == _HEAD_ID).values(last_hash=entry_hash)
-    )
-    session.flush()
+    connection.execute(_INSERT_EVENT, values)
+    connection.execute(_SET_HEAD_HASH, {"new_hash": entry_hash})
+    event = AuditEvent(**values)
     return event
 
 

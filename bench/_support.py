@@ -1,0 +1,47 @@
+"""Helpers shared by the benchmarks: a fresh platform in a temporary directory, reporting."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from cloudseal.migrate import upgrade  # noqa: E402
+from cloudseal.platform import Platform, build_platform  # noqa: E402
+from core.db import session_scope  # noqa: E402
+from core.settings import Settings  # noqa: E402
+
+
+def fresh_platform(database_url: str | None = None, *, public_url: str = "http://127.0.0.1:8000") -> tuple[Platform, Path]:
+    """Migrate and bootstrap a platform on SQLite + software HSM in a new temporary directory."""
+    from ca.bootstrap import bootstrap
+
+    workdir = Path(tempfile.mkdtemp(prefix="cloudseal-bench-"))
+    settings = Settings(database_url=database_url or f"sqlite:///{workdir}/bench.db",
+                        hsm=f"soft:{workdir}/hsm", public_url=public_url)
+    upgrade(settings.database_url)
+    platform = build_platform(settings)
+    platform.ensure_jwt_key()
+    with session_scope(platform.engine) as session:
+        bootstrap(session, platform.pki)
+    return platform, workdir
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def report(name: str, measured: float, target: float, unit: str, extra: str = "") -> None:
+    """Print one figure beside its target."""
+    verdict = "meets" if measured >= target else "BELOW"
+    print(f"{name}: {measured:,.0f} {unit} (target {target:,.0f} {unit}: {verdict}){'  ' + extra if extra else ''}")
+
+
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values)
