@@ -11,28 +11,43 @@ import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from multiprocessing import Barrier, Process
+
 from _support import fresh_platform, report
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from ca import service
+from cloudseal.platform import build_platform
+from core.settings import Settings
 from core.auth import Actor, Role
 from core.db import session_scope
 
 TARGET = 500
 
 
+def investor_subject(reference: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench Investor"),
+                      x509.NameAttribute(NameOID.SERIAL_NUMBER, reference)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="worker processes sharing the database and HSM, as API workers do")
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     platform, workdir = fresh_platform(args.database_url)
+    if args.processes > 1:
+        run_processes(platform.settings, args.count, args.processes)
+        platform.close()
+        return
     actor = Actor(subject="bench", role=Role.OPERATOR)
     keys = [ec.generate_private_key(ec.SECP256R1()).public_key() for _ in range(64)]
-    from tests.factories import investor_subject
-
     def issue(i: int) -> None:
         with session_scope(platform.engine) as session:
             service.issue_certificate(
@@ -53,6 +68,42 @@ def main() -> None:
     report("bench/issue.py certificates issued", args.count / elapsed, TARGET, "certs/s",
            f"({args.count} in {elapsed:.2f}s, {args.threads} thread(s), {platform.settings.database_url.split(':')[0]})")
     platform.close()
+
+
+def _worker(settings: Settings, start: int, count: int, ready: Barrier) -> None:
+    platform = build_platform(settings)
+    actor = Actor(subject="bench", role=Role.OPERATOR)
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+
+    def issue(i: int) -> None:
+        with session_scope(platform.engine) as session:
+            service.issue_certificate(
+                session, platform.pki, actor=actor, ca_name="issuing", profile_name="investor_signing",
+                subject=investor_subject(reference=f"INV-{i:08d}"), public_key=key,
+            )
+
+    for i in range(10):
+        issue(start - i - 1 - 10_000_000)
+    ready.wait()
+    for i in range(start, start + count):
+        issue(i)
+    platform.close()
+
+
+def run_processes(settings: Settings, count: int, processes: int) -> None:
+    """Issue ``count`` certificates split over ``processes`` processes on one database."""
+    ready = Barrier(processes + 1)
+    share = count // processes
+    workers = [Process(target=_worker, args=(settings, n * share, share, ready)) for n in range(processes)]
+    for w in workers:
+        w.start()
+    ready.wait()
+    started = time.perf_counter()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - started
+    report("bench/issue.py certificates issued", share * processes / elapsed, TARGET, "certs/s",
+           f"({share * processes} in {elapsed:.2f}s, {processes} processes, {settings.database_url.split(':')[0]})")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ca import crl, service
 from ca.context import Pki
-from ca.models import IssuedCertificate
+from ca.models import CertificateRow
 from ca.ocsp import MALFORMED, OcspAnswer, OcspService
 from ca.schemas import CertificateOut, IssueRequest, RevokeRequest, SubjectIn
 from core.auth import Role, require_role
@@ -116,7 +116,7 @@ def ocsp_get(encoded: str, ocsp_service: Annotated[OcspService, Depends(get_ocsp
 
 # Operator endpoints -----------------------------------------------------------------------
 
-def _certificate_out(row: IssuedCertificate) -> CertificateOut:
+def _certificate_out(row: CertificateRow) -> CertificateOut:
     pem = x509.load_der_x509_certificate(row.der).public_bytes(Encoding.PEM).decode()
     return CertificateOut(
         serial=row.serial_hex, ca=row.ca_name, profile=row.profile, subject=row.subject,

@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from ca import crl, ocsp
 from ca.context import Pki, signature_hash
-from ca.models import CertificateAuthority, IssuedCertificate, OcspResponseRecord
+from ca.models import CertificateAuthority, CertificateRecord, IssuedCertificate, OcspResponseRecord
 from ca.profiles import ISSUING_CA, OCSP_SIGNER, PLATFORM_SEAL, ROOT_CA, build_certificate
 from ca.service import sign_certificate, serial_hex
 from core import audit
@@ -90,10 +90,12 @@ def _create_issuing(session: Session, pki: Pki, root: CertificateAuthority) -> C
 def _issue_service_certificate(
     session: Session, pki: Pki, *, profile_name: str, common_name: str, owner: str,
     algorithm: KeyAlgorithm,
-) -> IssuedCertificate:
+) -> CertificateRecord:
     profile = {OCSP_SIGNER.name: OCSP_SIGNER, PLATFORM_SEAL.name: PLATFORM_SEAL}[profile_name]
     label = f"{owner.replace(':', '/')}/{uuid.uuid4().hex[:12]}"
     pki.keystore.generate_key_pair(label, owner, algorithm)
+    if profile is OCSP_SIGNER:
+        pki.forget_responder()
     return sign_certificate(
         session, pki, ca=pki.load_ca(session, "issuing"), profile=profile,
         subject=_name(pki, common_name), public_key=pki.keystore.public_key(label),  # type: ignore[arg-type]

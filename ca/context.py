@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +21,22 @@ from hsm_sim.base import KeyStore
 from hsm_sim.facade import hsm_private_key
 
 CA_NAMES = ("root", "issuing")
+# How long a process keeps using the OCSP signer it looked up before checking for a newer
+# one (renewal happens with a third of the old signer's life left, so any cached one is valid).
+_RESPONDER_CACHE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Authority:
+    """The immutable facts of a CA (its CRL counter lives in the database row)."""
+
+    name: str
+    key_label: str
+    key_owner: str
+    certificate_der: bytes
+
+
+CaLike = Authority | CertificateAuthority
 
 
 @dataclass
@@ -36,7 +53,9 @@ class Pki:
     serial_source: Callable[[], int] = x509.random_serial_number
     clock: Callable[[], dt.datetime] = utcnow
     _ca_certs: dict[str, x509.Certificate] = field(default_factory=dict, repr=False)
+    _authorities: dict[str, Authority] = field(default_factory=dict, repr=False)
     _signing_keys: dict[tuple[str, str], object] = field(default_factory=dict, repr=False)
+    _responder: tuple[object, dt.datetime, float] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # URLs placed in certificates ---------------------------------------------------------
@@ -51,14 +70,22 @@ class Pki:
         return f"{self.public_base}/pki/ocsp"
 
     # CA material -------------------------------------------------------------------------
-    def load_ca(self, session: Session, ca_name: str) -> CertificateAuthority:
-        """The CA row, or 404 ``unknown_ca``."""
-        ca = session.get(CertificateAuthority, ca_name) if ca_name in CA_NAMES else None
-        if ca is None:
+    def load_ca(self, session: Session, ca_name: str) -> Authority:
+        """The CA, or 404 ``unknown_ca``. A CA never changes once created, so it is cached."""
+        with self._lock:
+            cached = self._authorities.get(ca_name)
+        if cached is not None:
+            return cached
+        row = session.get(CertificateAuthority, ca_name) if ca_name in CA_NAMES else None
+        if row is None:
             raise NotFound(f"no certificate authority named {ca_name!r}", code="unknown_ca")
-        return ca
+        authority = Authority(name=row.name, key_label=row.key_label, key_owner=row.key_owner,
+                              certificate_der=row.certificate_der)
+        with self._lock:
+            self._authorities[ca_name] = authority
+        return authority
 
-    def ca_certificate(self, ca: CertificateAuthority) -> x509.Certificate:
+    def ca_certificate(self, ca: CaLike) -> x509.Certificate:
         """The parsed CA certificate (CA certificates never change once created)."""
         with self._lock:
             cert = self._ca_certs.get(ca.name)
@@ -66,6 +93,27 @@ class Pki:
                 cert = x509.load_der_x509_certificate(ca.certificate_der)
                 self._ca_certs[ca.name] = cert
             return cert
+
+    def cached_responder(self) -> object | None:
+        """The delegated OCSP responder remembered by :meth:`remember_responder`, if fresh."""
+        with self._lock:
+            entry = self._responder
+        if entry is None:
+            return None
+        responder, not_after, remembered_at = entry
+        now = self.clock()
+        if now >= not_after or time.monotonic() - remembered_at > _RESPONDER_CACHE_SECONDS:
+            return None
+        return responder
+
+    def remember_responder(self, responder: object, not_after: dt.datetime) -> None:
+        with self._lock:
+            self._responder = (responder, not_after, time.monotonic())
+
+    def forget_responder(self) -> None:
+        """Called when a new OCSP signer is issued, so this process switches to it at once."""
+        with self._lock:
+            self._responder = None
 
     def signing_key(self, label: str, owner: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
         """A private-key facade whose signatures are made by the HSM.

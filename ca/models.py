@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -45,6 +46,31 @@ class IssuedCertificate(SQLModel, table=True):
     revocation_reason: str | None = Field(default=None, max_length=32)
     invalidity_date: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     issued_at: dt.datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    """A just-issued certificate as plain data: what issuance returns (cheaper than an ORM
+    instance on the hot path). Same field names as :class:`IssuedCertificate`."""
+
+    id: int
+    serial_hex: str
+    ca_name: str
+    profile: str
+    subject: str
+    key_label: str | None
+    fingerprint_sha256: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    der: bytes
+    status: str
+    issued_at: dt.datetime
+    revoked_at: dt.datetime | None = None
+    revocation_reason: str | None = None
+    invalidity_date: dt.datetime | None = None
+
+
+CertificateRow = IssuedCertificate | CertificateRecord
 
 
 class CrlRecord(SQLModel, table=True):

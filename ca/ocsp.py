@@ -9,6 +9,7 @@ a nonce gets a freshly signed response that echoes it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -22,8 +23,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from ca.context import CA_NAMES, Pki
-from ca.models import CertificateAuthority, IssuedCertificate, OcspResponseRecord
+from ca.context import CA_NAMES, CaLike, Pki
+from ca.models import CertificateAuthority, CertificateRow, IssuedCertificate, OcspResponseRecord
 from core.db import session_scope
 
 # CertID hashes answered from pre-generated responses; others are signed on demand.
@@ -53,7 +54,14 @@ def _public_key_bits(public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -
 
 
 def issuer_hashes(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> tuple[bytes, bytes]:
-    """issuerNameHash and issuerKeyHash of a CertID naming ``cert`` as the issuer."""
+    """issuerNameHash and issuerKeyHash of a CertID naming ``cert`` as the issuer (cached:
+    CA certificates are few and immutable)."""
+    return _issuer_hashes(cert, algorithm.name)
+
+
+@functools.lru_cache(maxsize=64)
+def _issuer_hashes(cert: x509.Certificate, algorithm_name: str) -> tuple[bytes, bytes]:
+    algorithm = SUPPORTED_HASHES[algorithm_name]
     name_hash = hashes.Hash(algorithm)
     name_hash.update(cert.subject.public_bytes())
     key_hash = hashes.Hash(algorithm)
@@ -83,16 +91,21 @@ def current_ocsp_signer(session: Session, pki: Pki) -> IssuedCertificate | None:
     ).scalar_one_or_none()
 
 
-def responder_for(session: Session, pki: Pki, ca: CertificateAuthority) -> Responder | None:
+def responder_for(session: Session, pki: Pki, ca: CaLike) -> Responder | None:
     """Who signs responses about certificates of ``ca``; None when nobody can right now."""
     if ca.name == "issuing":
+        cached = pki.cached_responder()
+        if isinstance(cached, Responder):
+            return cached
         signer = current_ocsp_signer(session, pki)
         if signer is None or signer.key_label is None:
             return None
-        return Responder(
+        responder = Responder(
             certificate=x509.load_der_x509_certificate(signer.der),
             key=pki.signing_key(signer.key_label, "ocsp:issuing"),
         )
+        pki.remember_responder(responder, signer.not_after)
+        return responder
     return Responder(
         certificate=pki.ca_certificate(ca), key=pki.signing_key(ca.key_label, ca.key_owner)
     )
@@ -105,7 +118,7 @@ def build_response(
     responder: Responder,
     serial_number: int,
     algorithm: hashes.HashAlgorithm,
-    row: IssuedCertificate | None,
+    row: CertificateRow | None,
     nonce: bytes | None = None,
 ) -> tuple[bytes, dt.datetime, dt.datetime]:
     """Sign a single-response OCSP answer; ``row`` None means the CA never issued it."""
@@ -151,42 +164,53 @@ _UPDATE_RESPONSE = (
 _INSERT_RESPONSE = insert(_responses)
 
 
-def _store(session: Session, values: dict[str, object], *, fresh: bool = False) -> None:
+def _store(session: Session, values: dict[str, object]) -> None:
     """Insert or replace one stored response (Core statements: this is on the issuance path)."""
     connection = session.connection()
-    if not fresh:
-        updated = connection.execute(_UPDATE_RESPONSE, {
-            "key_ca": values["ca_name"], "key_serial": values["serial_hex"],
-            "key_hash": values["hash_algorithm"], "der": values["der"],
-            "this_update": values["this_update"], "next_update": values["next_update"],
-        })
-        if updated.rowcount:
-            return
-    connection.execute(_INSERT_RESPONSE, values)
+    updated = connection.execute(_UPDATE_RESPONSE, {
+        "key_ca": values["ca_name"], "key_serial": values["serial_hex"],
+        "key_hash": values["hash_algorithm"], "der": values["der"],
+        "this_update": values["this_update"], "next_update": values["next_update"],
+    })
+    if not updated.rowcount:
+        connection.execute(_INSERT_RESPONSE, values)
 
 
-def publish_status(
-    session: Session, pki: Pki, row: IssuedCertificate, *, fresh: bool = False,
+def sign_statuses(
+    session: Session, pki: Pki, row: CertificateRow,
     algorithms: tuple[str, ...] = tuple(PREGENERATED_HASHES),
-) -> None:
-    """(Re)generate and store the responses about ``row`` for each CertID hash.
-
-    ``fresh`` says the certificate was issued in this transaction, so nothing is stored yet.
-    """
+) -> list[dict[str, object]]:
+    """Sign the responses about ``row`` for each pre-generated CertID hash (nothing stored)."""
     ca = pki.load_ca(session, row.ca_name)
     responder = responder_for(session, pki, ca)
     if responder is None:
-        return
+        return []
     ca_cert = pki.ca_certificate(ca)
+    signed = []
     for name in algorithms:
         der, this_update, next_update = build_response(
             pki, ca_cert=ca_cert, responder=responder, serial_number=int(row.serial_hex, 16),
             algorithm=SUPPORTED_HASHES[name], row=row,
         )
-        _store(session, {
+        signed.append({
             "ca_name": row.ca_name, "serial_hex": row.serial_hex, "hash_algorithm": name,
             "this_update": this_update, "next_update": next_update, "der": der,
-        }, fresh=fresh)
+        })
+    return signed
+
+
+def store_statuses(session: Session, signed: list[dict[str, object]], *, fresh: bool = False) -> None:
+    """Store responses from :func:`sign_statuses`; ``fresh``: none exist yet for them."""
+    if fresh and signed:
+        session.connection().execute(_INSERT_RESPONSE, signed)
+        return
+    for values in signed:
+        _store(session, values)
+
+
+def publish_status(session: Session, pki: Pki, row: CertificateRow) -> None:
+    """(Re)generate and store the responses about ``row``, replacing older ones."""
+    store_statuses(session, sign_statuses(session, pki, row))
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 
@@ -9,13 +10,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from ca import crl, ocsp
-from ca.context import Pki, signature_hash
-from ca.models import CertificateAuthority, IssuedCertificate
+from ca.context import CaLike, Pki, signature_hash
+from ca.models import CertificateRecord, IssuedCertificate
 from ca.profiles import PROFILES, REQUESTABLE_PROFILES, CertificateProfile, IssuerContext, build_certificate
 from core import audit
 from core.auth import Actor
@@ -26,9 +28,18 @@ STATUS_REVOKED = "revoked"
 STATUS_ON_HOLD = "on_hold"
 
 _SERIAL_ATTEMPTS = 5
-_INSERT_CERTIFICATE = insert(IssuedCertificate.__table__).returning(  # type: ignore[attr-defined]
-    IssuedCertificate.__table__.c.id  # type: ignore[attr-defined]
-)
+_certificates = IssuedCertificate.__table__  # type: ignore[attr-defined]
+# INSERT … ON CONFLICT DO NOTHING RETURNING id: a serial collision returns no row instead of
+# aborting the transaction, on PostgreSQL and SQLite alike.
+_INSERT_CERTIFICATE = {
+    "sqlite": sqlite_insert(_certificates).on_conflict_do_nothing().returning(_certificates.c.id),
+    "postgresql": pg_insert(_certificates).on_conflict_do_nothing().returning(_certificates.c.id),
+}
+
+
+def _insert_certificate(session: Session, values: dict[str, object]) -> int | None:
+    connection = session.connection()
+    return connection.execute(_INSERT_CERTIFICATE[connection.dialect.name], values).scalar_one_or_none()
 _HEX_SERIAL = re.compile(r"^[0-9a-f]{1,40}$")
 _ACCEPTED_CURVES = (ec.SECP256R1, ec.SECP384R1)
 
@@ -65,7 +76,7 @@ def check_public_key(public_key: object) -> ec.EllipticCurvePublicKey | rsa.RSAP
     )
 
 
-def issuer_context(pki: Pki, ca: CertificateAuthority) -> IssuerContext:
+def issuer_context(pki: Pki, ca: CaLike) -> IssuerContext:
     """The issuing side of a builder for certificates signed by ``ca``."""
     cert = pki.ca_certificate(ca)
     return IssuerContext(
@@ -81,16 +92,19 @@ def sign_certificate(
     session: Session,
     pki: Pki,
     *,
-    ca: CertificateAuthority,
+    ca: CaLike,
     profile: CertificateProfile,
     subject: x509.Name,
     public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
     key_label: str | None,
-) -> IssuedCertificate:
+    publish_status: bool = False,
+) -> CertificateRecord:
     """Build, sign and store one certificate under a fresh unique serial number.
 
     The serial's uniqueness is the database's unique constraint: on the (astronomically
-    rare) collision the insert is rolled back to a savepoint and a new serial is drawn.
+    rare) collision the insert does nothing and a new serial is drawn. With
+    ``publish_status`` its OCSP responses are signed too. All signing happens before the
+    first write, so the write lock (SQLite) is held only for the inserts.
     """
     issuer = issuer_context(pki, ca)
     ca_cert = pki.ca_certificate(ca)
@@ -114,12 +128,13 @@ def sign_certificate(
             not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
             der=cert.public_bytes(Encoding.DER), status=STATUS_GOOD, issued_at=now,
         )
-        try:
-            with session.begin_nested():
-                new_id = session.connection().execute(_INSERT_CERTIFICATE, values).scalar_one()
-        except IntegrityError:
+        record = CertificateRecord(id=0, **values)
+        statuses = ocsp.sign_statuses(session, pki, record) if publish_status else []
+        new_id = _insert_certificate(session, values)
+        if new_id is None:
             continue
-        return IssuedCertificate(id=new_id, **values)
+        ocsp.store_statuses(session, statuses, fresh=True)
+        return dataclasses.replace(record, id=new_id)
     raise Conflict("could not allocate a unique serial number", code="serial_exhausted")
 
 
@@ -133,7 +148,7 @@ def issue_certificate(
     subject: x509.Name,
     public_key: object,
     key_label: str | None = None,
-) -> IssuedCertificate:
+) -> CertificateRecord:
     """Issue an end-entity certificate and publish its OCSP status at once."""
     ca = pki.load_ca(session, ca_name)
     profile = PROFILES.get(profile_name)
@@ -145,9 +160,8 @@ def issue_certificate(
         )
     row = sign_certificate(
         session, pki, ca=ca, profile=profile, subject=subject,
-        public_key=check_public_key(public_key), key_label=key_label,
+        public_key=check_public_key(public_key), key_label=key_label, publish_status=True,
     )
-    ocsp.publish_status(session, pki, row, fresh=True)
     audit.record(
         session, actor=actor.label, tenant=actor.tenant, action="certificate.issue",
         object_type="certificate", object_id=row.serial_hex,

@@ -81,8 +81,10 @@ def record(
     outcome: str = "success",
     tenant: str | None = None,
     details: dict[str, Any] | None = None,
-) -> AuditEvent:
-    """Append one entry in the caller's transaction; it lands if and only if that commits.
+) -> int:
+    """Append one entry in the caller's transaction and return its sequence number.
+
+    The entry lands if and only if the caller's transaction commits.
 
     The head row is locked by an UPDATE … RETURNING first, which serialises appenders on
     PostgreSQL (row lock) and SQLite (write lock) alike. The head row itself is created by
@@ -104,8 +106,7 @@ def record(
     )
     connection.execute(_INSERT_EVENT, values)
     connection.execute(_SET_HEAD_HASH, {"new_hash": entry_hash})
-    event = AuditEvent(**values)
-    return event
+    return seq
 
 
 @dataclass

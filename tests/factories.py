@@ -8,7 +8,7 @@ from cryptography.x509.oid import NameOID
 from sqlmodel import Session
 
 from ca import service
-from ca.models import IssuedCertificate
+from ca.models import CertificateRow
 from cloudseal.platform import Platform
 from core.auth import Actor, Role
 from core.db import session_scope
@@ -25,7 +25,7 @@ def investor_subject(name: str = "Chen Mei-Ling", reference: str = "INV-000001")
 
 
 def issue_investor_certificate(platform: Platform, *, key: ec.EllipticCurvePrivateKey | None = None,
-                               reference: str = "INV-000001") -> IssuedCertificate:
+                               reference: str = "INV-000001") -> CertificateRow:
     """Issue an investor signing certificate through the service layer and commit it."""
     key = key or ec.generate_private_key(ec.SECP256R1())
     with session_scope(platform.engine) as session:
@@ -36,12 +36,12 @@ def issue_investor_certificate(platform: Platform, *, key: ec.EllipticCurvePriva
         )
 
 
-def revoke(platform: Platform, serial: str, reason: str = "keyCompromise") -> IssuedCertificate:
+def revoke(platform: Platform, serial: str, reason: str = "keyCompromise") -> CertificateRow:
     with session_scope(platform.engine) as session:
         return service.revoke_certificate(session, platform.pki, actor=OPERATOR, serial=serial, reason=reason)
 
 
-def load(row: IssuedCertificate) -> x509.Certificate:
+def load(row: CertificateRow) -> x509.Certificate:
     return x509.load_der_x509_certificate(row.der)
 
 
