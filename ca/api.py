@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import email.utils
 from typing import Annotated
-from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_public_key
 from cryptography.x509.oid import NameOID
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from ca import crl, service
 from ca.context import Pki
 from ca.models import CertificateRow
-from ca.ocsp import MALFORMED, OcspAnswer, OcspService
+from ca import ocsp_http
+from ca.ocsp import MALFORMED
+from ca.ocsp_http import OCSP_RESPONSE_TYPE
 from ca.schemas import CertificateOut, IssueRequest, RevokeRequest, SubjectIn
 from core.auth import Role, require_role
 from core.errors import BadRequest, NotFound
 from core.web import ActorDep, SessionDep
 
-OCSP_RESPONSE_TYPE = "application/ocsp-response"
 _ERRORS = {
     400: {"description": "Malformed input (code: malformed_pem, bad_csr_signature, invalid_serial, …)"},
     401: {"description": "Missing or invalid access token"},
@@ -42,11 +39,6 @@ ca_router = APIRouter(prefix="/ca", tags=["ca"], responses=_ERRORS)
 def get_pki(request: Request) -> Pki:
     """The process's CA context."""
     return request.app.state.pki
-
-
-def get_ocsp(request: Request) -> OcspService:
-    """The process's OCSP responder."""
-    return request.app.state.ocsp
 
 
 PkiDep = Annotated[Pki, Depends(get_pki)]
@@ -85,33 +77,21 @@ def ca_crl(ca_name: str, session: SessionDep, pki: PkiDep) -> Response:
     )
 
 
-def _ocsp_response(answer: OcspAnswer, *, http_cacheable: bool) -> Response:
-    headers: dict[str, str] = {}
-    if http_cacheable and answer.cacheable and answer.this_update and answer.next_update:
-        # RFC 5019 §6: let HTTP caches keep the answer until it stops being fresh.
-        headers["Last-Modified"] = email.utils.format_datetime(answer.this_update, usegmt=True)
-        headers["Expires"] = email.utils.format_datetime(answer.next_update, usegmt=True)
-        headers["Cache-Control"] = "max-age=300, public, no-transform, must-revalidate"
-    return Response(answer.der, media_type=OCSP_RESPONSE_TYPE, headers=headers)
-
-
-@pki_router.post("/ocsp", response_class=Response, summary="OCSP (RFC 6960), DER request body")
+@pki_router.post("/ocsp", response_class=Response, summary="OCSP (RFC 6960), DER request body",
+                 responses={200: {"content": {OCSP_RESPONSE_TYPE: {}}}})
 async def ocsp_post(request: Request) -> Response:
-    body = await request.body()
-    service_: OcspService = request.app.state.ocsp
-    answer = await run_in_threadpool(service_.respond, body)
-    return _ocsp_response(answer, http_cacheable=False)
+    result = await ocsp_http.answer(request.app.state.ocsp, await request.body())
+    return Response(result.der, headers=ocsp_http.response_headers(result, http_cacheable=False))
 
 
-@pki_router.get("/ocsp/{encoded:path}", response_class=Response, summary="OCSP (RFC 6960) by GET")
-def ocsp_get(encoded: str, ocsp_service: Annotated[OcspService, Depends(get_ocsp)]) -> Response:
-    text = unquote(encoded).strip()
-    try:
-        altchars = b"-_" if ("-" in text or "_" in text) else None
-        der = base64.b64decode(text + "=" * (-len(text) % 4), altchars=altchars, validate=True)
-    except (binascii.Error, ValueError):
+@pki_router.get("/ocsp/{encoded:path}", response_class=Response, summary="OCSP (RFC 6960) by GET",
+                responses={200: {"content": {OCSP_RESPONSE_TYPE: {}}}})
+async def ocsp_get(encoded: str, request: Request) -> Response:
+    der = ocsp_http.decode_get_path(encoded)
+    if der is None:
         return Response(MALFORMED, media_type=OCSP_RESPONSE_TYPE)
-    return _ocsp_response(ocsp_service.respond(der), http_cacheable=True)
+    result = await ocsp_http.answer(request.app.state.ocsp, der)
+    return Response(result.der, headers=ocsp_http.response_headers(result, http_cacheable=True))
 
 
 # Operator endpoints -----------------------------------------------------------------------

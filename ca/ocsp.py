@@ -1,9 +1,9 @@
-"""OCSP (RFC 6960): pre-generated responses, refreshed the moment a status changes.
+"""OCSP (RFC 6960) responses: signing them and storing the pre-generated ones.
 
 Responses about certificates of the issuing CA are signed by the delegated OCSP signer;
 responses about certificates the root issued (the issuing CA itself) are signed by the root.
-Requests without a nonce are answered from the stored, pre-signed responses; a request with
-a nonce gets a freshly signed response that echoes it.
+A certificate's responses are signed when it is issued and again whenever its status
+changes, in the same transaction; :mod:`ca.responder` answers requests from them.
 """
 
 from __future__ import annotations
@@ -13,19 +13,15 @@ import functools
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from ca.context import CA_NAMES, CaLike, Pki
-from ca.models import CertificateAuthority, CertificateRow, IssuedCertificate, OcspResponseRecord
-from core.db import session_scope
+from ca.context import CaLike, Pki
+from ca.models import CertificateRow, IssuedCertificate, OcspResponseRecord
 
 # CertID hashes answered from pre-generated responses; others are signed on demand.
 PREGENERATED_HASHES: dict[str, hashes.HashAlgorithm] = {"sha1": hashes.SHA1(), "sha256": hashes.SHA256()}
@@ -164,7 +160,7 @@ _UPDATE_RESPONSE = (
 _INSERT_RESPONSE = insert(_responses)
 
 
-def _store(session: Session, values: dict[str, object]) -> None:
+def store_response(session: Session, values: dict[str, object]) -> None:
     """Insert or replace one stored response (Core statements: this is on the issuance path)."""
     connection = session.connection()
     updated = connection.execute(_UPDATE_RESPONSE, {
@@ -205,130 +201,9 @@ def store_statuses(session: Session, signed: list[dict[str, object]], *, fresh: 
         session.connection().execute(_INSERT_RESPONSE, signed)
         return
     for values in signed:
-        _store(session, values)
+        store_response(session, values)
 
 
 def publish_status(session: Session, pki: Pki, row: CertificateRow) -> None:
     """(Re)generate and store the responses about ``row``, replacing older ones."""
     store_statuses(session, sign_statuses(session, pki, row))
-
-
-@dataclass(frozen=True)
-class OcspAnswer:
-    """Bytes to send, and when they stop being fresh (None for error responses)."""
-
-    der: bytes
-    this_update: dt.datetime | None = None
-    next_update: dt.datetime | None = None
-    cacheable: bool = False
-
-
-class OcspService:
-    """Answers OCSP requests for the platform's CAs.
-
-    ``read_engine`` serves the fast path (stored responses); ``write_engine`` is used only
-    when a response has to be (re)generated.
-    """
-
-    def __init__(self, pki: Pki, read_engine: Engine, write_engine: Engine) -> None:
-        self.pki = pki
-        self.read_engine = read_engine
-        self.write_engine = write_engine
-        self._issuers: dict[tuple[str, bytes, bytes], str] = {}
-
-    def _issuer_index(self, session: Session) -> dict[tuple[str, bytes, bytes], str]:
-        if not self._issuers:
-            index: dict[tuple[str, bytes, bytes], str] = {}
-            for name in CA_NAMES:
-                ca = session.get(CertificateAuthority, name)
-                if ca is None:
-                    return {}
-                cert = self.pki.ca_certificate(ca)
-                for alg_name, alg in SUPPORTED_HASHES.items():
-                    index[(alg_name, *issuer_hashes(cert, alg))] = name
-            self._issuers = index
-        return self._issuers
-
-    def respond(self, request_der: bytes) -> OcspAnswer:
-        """Answer one DER-encoded OCSP request; never raises for bad input."""
-        try:
-            request = ocsp.load_der_ocsp_request(request_der)
-            serial_number = request.serial_number
-            name_hash, key_hash = request.issuer_name_hash, request.issuer_key_hash
-        except (ValueError, TypeError):
-            return OcspAnswer(MALFORMED)
-        try:
-            alg_name = request.hash_algorithm.name
-        except UnsupportedAlgorithm:
-            return OcspAnswer(UNAUTHORIZED)
-        try:
-            nonce = request.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
-        except x509.ExtensionNotFound:
-            nonce = None
-        except ValueError:
-            return OcspAnswer(MALFORMED)
-        if alg_name not in SUPPORTED_HASHES or serial_number <= 0 or serial_number.bit_length() > 160:
-            return OcspAnswer(UNAUTHORIZED if alg_name not in SUPPORTED_HASHES else MALFORMED)
-        key = format(serial_number, "x")
-        with Session(self.read_engine) as session:
-            ca_name = self._issuer_index(session).get((alg_name, name_hash, key_hash))
-            if ca_name is None:
-                return OcspAnswer(UNAUTHORIZED)
-            if nonce is None and alg_name in PREGENERATED_HASHES:
-                stored = session.execute(
-                    select(OcspResponseRecord.der, OcspResponseRecord.this_update, OcspResponseRecord.next_update)
-                    .where(OcspResponseRecord.ca_name == ca_name)
-                    .where(OcspResponseRecord.serial_hex == key)
-                    .where(OcspResponseRecord.hash_algorithm == alg_name)
-                ).first()
-                if stored is not None and not self._stale(stored.this_update, stored.next_update):
-                    return OcspAnswer(stored.der, stored.this_update, stored.next_update, True)
-        return self._generate(ca_name, key, alg_name, nonce)
-
-    def _stale(self, this_update: dt.datetime, next_update: dt.datetime) -> bool:
-        # Re-sign once half the validity has passed, so clients never see an expired answer.
-        return self.pki.clock() >= this_update + (next_update - this_update) / 2
-
-    def _generate(self, ca_name: str, key: str, alg_name: str, nonce: bytes | None) -> OcspAnswer:
-        try:
-            with session_scope(self.write_engine) as session:
-                ca = self.pki.load_ca(session, ca_name)
-                # FOR UPDATE: wait for a revocation in flight, so a response signed here can
-                # never overwrite the newer status that revocation is storing.
-                row = session.execute(
-                    select(IssuedCertificate)
-                    .where(IssuedCertificate.serial_hex == key)
-                    .where(IssuedCertificate.ca_name == ca_name)
-                    .with_for_update()
-                ).scalar_one_or_none()
-                responder = responder_for(session, self.pki, ca)
-                if responder is None:
-                    return OcspAnswer(TRY_LATER)
-                der, this_update, next_update = build_response(
-                    self.pki, ca_cert=self.pki.ca_certificate(ca), responder=responder,
-                    serial_number=int(key, 16), algorithm=SUPPORTED_HASHES[alg_name],
-                    row=row, nonce=nonce,
-                )
-                cacheable = nonce is None and row is not None
-                if cacheable and alg_name in PREGENERATED_HASHES:
-                    _store(session, {
-                        "ca_name": ca_name, "serial_hex": key, "hash_algorithm": alg_name,
-                        "this_update": this_update, "next_update": next_update, "der": der,
-                    })
-                return OcspAnswer(der, this_update, next_update, cacheable)
-        except IntegrityError:
-            # Another worker stored the same response at the same moment: serve theirs.
-            return self.respond_stored(ca_name, key, alg_name)
-
-    def respond_stored(self, ca_name: str, key: str, alg_name: str) -> OcspAnswer:
-        """The stored response, or tryLater when there is none."""
-        with Session(self.read_engine) as session:
-            stored = session.execute(
-                select(OcspResponseRecord)
-                .where(OcspResponseRecord.ca_name == ca_name)
-                .where(OcspResponseRecord.serial_hex == key)
-                .where(OcspResponseRecord.hash_algorithm == alg_name)
-            ).scalar_one_or_none()
-            if stored is None:
-                return OcspAnswer(TRY_LATER)
-            return OcspAnswer(stored.der, stored.this_update, stored.next_update, True)

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from ca.api import ca_router, pki_router
 from ca.bootstrap import refresh
+from ca.ocsp_http import OcspFastPath
 from cloudseal.platform import Platform, build_platform
 from core.db import session_scope
 from core.settings import Settings, get_settings
@@ -75,4 +76,6 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    # Outermost: OCSP requests are answered before the framework stack (see ca.ocsp_http).
+    app.add_middleware(OcspFastPath, responder=platform.ocsp, max_body_bytes=settings.max_body_bytes)
     return app

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.engine import Engine, make_url
 
 from ca.context import Pki
-from ca.ocsp import OcspService
+from ca.responder import OcspService
 from core.auth import Actor, issue_token
 from core.db import make_engine
 from core.settings import Settings
