@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     jwt_ttl_seconds: int = 900
     crl_validity_hours: int = 24
     ocsp_validity_hours: int = 24
-    refresh_interval_seconds: int = 300
+    refresh_interval_seconds: float = 300
     policy_arc: str = Field(
         default="1.3.6.1.4.1.32473.1",
         pattern=r"^[0-2](\.(0|[1-9][0-9]*))+$",
