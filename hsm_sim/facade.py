@@ -35,18 +35,21 @@ def _no_export() -> NoReturn:
     raise PolicyViolation("HSM-held private keys cannot be exported or used outside the HSM")
 
 
-class HsmEcPrivateKey(ec.EllipticCurvePrivateKey):
-    """An EC key in a :class:`KeyStore`, usable wherever cryptography wants a private key."""
+class _HsmKeyHandle:
+    """What both facades share: the binding to one key and owner, and no way to copy out."""
 
-    def __init__(self, store: KeyStore, label: str, owner: str) -> None:
-        """Bind to the EC key ``label``, signing on behalf of ``owner``."""
+    _public: ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+
+    def _bind(self, store: KeyStore, label: str, owner: str, kind: str) -> None:
         info = store.key_info(label)
-        if not info.algorithm.is_ec:
-            raise PolicyViolation(f"key {label!r} is not an EC key")
+        is_kind = info.algorithm.is_ec if kind == "EC" else info.algorithm.is_rsa
+        if not is_kind:
+            raise PolicyViolation(f"key {label!r} is not an {kind} key")
         check_owner(info, owner)
         public = store.public_key(label)
-        if not isinstance(public, ec.EllipticCurvePublicKey):
-            raise HsmError(f"the store returned no EC public key for {label!r}")
+        expected = ec.EllipticCurvePublicKey if kind == "EC" else rsa.RSAPublicKey
+        if not isinstance(public, expected):
+            raise HsmError(f"the store returned no {kind} public key for {label!r}")
         self._store, self._label, self._owner = store, label, owner
         self._public = public
 
@@ -54,6 +57,28 @@ class HsmEcPrivateKey(ec.EllipticCurvePrivateKey):
     def label(self) -> str:
         """The key's label in the store."""
         return self._label
+
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        _no_export()
+
+    def __copy__(self) -> _HsmKeyHandle:
+        return self  # an immutable handle
+
+    def __deepcopy__(self, memo: dict) -> _HsmKeyHandle:
+        return self
+
+
+class HsmEcPrivateKey(_HsmKeyHandle, ec.EllipticCurvePrivateKey):
+    """An EC key in a :class:`KeyStore`, usable wherever cryptography wants a private key."""
+
+    def __init__(self, store: KeyStore, label: str, owner: str) -> None:
+        """Bind to the EC key ``label``, signing on behalf of ``owner``."""
+        self._bind(store, label, owner, "EC")
 
     @property
     def curve(self) -> ec.EllipticCurve:
@@ -83,40 +108,13 @@ class HsmEcPrivateKey(ec.EllipticCurvePrivateKey):
     def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
         _no_export()
 
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        _no_export()
 
-    def __copy__(self) -> HsmEcPrivateKey:
-        return self  # immutable handle
-
-    def __deepcopy__(self, memo: dict) -> HsmEcPrivateKey:
-        return self
-
-
-class HsmRsaPrivateKey(rsa.RSAPrivateKey):
+class HsmRsaPrivateKey(_HsmKeyHandle, rsa.RSAPrivateKey):
     """An RSA key in a :class:`KeyStore`, usable wherever cryptography wants a private key."""
 
     def __init__(self, store: KeyStore, label: str, owner: str) -> None:
         """Bind to the RSA key ``label``, signing on behalf of ``owner``."""
-        info = store.key_info(label)
-        if not info.algorithm.is_rsa:
-            raise PolicyViolation(f"key {label!r} is not an RSA key")
-        check_owner(info, owner)
-        public = store.public_key(label)
-        if not isinstance(public, rsa.RSAPublicKey):
-            raise HsmError(f"the store returned no RSA public key for {label!r}")
-        self._store, self._label, self._owner = store, label, owner
-        self._public = public
-
-    @property
-    def label(self) -> str:
-        """The key's label in the store."""
-        return self._label
+        self._bind(store, label, owner, "RSA")
 
     @property
     def key_size(self) -> int:
@@ -143,20 +141,6 @@ class HsmRsaPrivateKey(rsa.RSAPrivateKey):
 
     def private_numbers(self) -> rsa.RSAPrivateNumbers:
         _no_export()
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        _no_export()
-
-    def __copy__(self) -> HsmRsaPrivateKey:
-        return self
-
-    def __deepcopy__(self, memo: dict) -> HsmRsaPrivateKey:
-        return self
 
 
 def _rsa_mechanism(pad: AsymmetricPadding, digest_algorithm: DigestAlgorithm) -> Mechanism:
