@@ -6,21 +6,22 @@ import email.utils
 from typing import Annotated
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_public_key
 from cryptography.x509.oid import NameOID
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 
-from ca import crl, service
+from ca import crl, ocsp_http, service
 from ca.context import Pki
 from ca.models import CertificateRow
-from ca import ocsp_http
 from ca.ocsp import MALFORMED
 from ca.ocsp_http import OCSP_RESPONSE_TYPE
 from ca.schemas import CertificateOut, IssueRequest, RevokeRequest, SubjectIn
 from core.auth import Role, require_role
 from core.errors import BadRequest, NotFound
-from core.web import ActorDep, SessionDep
+from core.web import ActorDep, ReadSessionDep, SessionDep
 
 _ERRORS = {
     400: {"description": "Malformed input (code: malformed_pem, bad_csr_signature, invalid_serial, …)"},
@@ -47,7 +48,7 @@ PkiDep = Annotated[Pki, Depends(get_pki)]
 # Public PKI endpoints (no authentication) ----------------------------------------------
 
 @pki_router.get("/chain.pem", response_class=Response, summary="Issuing and root CA, PEM")
-def chain_pem(session: SessionDep, pki: PkiDep) -> Response:
+def chain_pem(session: ReadSessionDep, pki: PkiDep) -> Response:
     pem = b"".join(
         pki.ca_certificate(pki.load_ca(session, name)).public_bytes(Encoding.PEM)
         for name in ("issuing", "root")
@@ -56,13 +57,13 @@ def chain_pem(session: SessionDep, pki: PkiDep) -> Response:
 
 
 @pki_router.get("/{ca_name}.crt", response_class=Response, summary="A CA certificate, DER")
-def ca_certificate(ca_name: str, session: SessionDep, pki: PkiDep) -> Response:
+def ca_certificate(ca_name: str, session: ReadSessionDep, pki: PkiDep) -> Response:
     ca = pki.load_ca(session, ca_name)
     return Response(ca.certificate_der, media_type="application/pkix-cert")
 
 
 @pki_router.get("/crl/{ca_name}.crl", response_class=Response, summary="The CA's current CRL, DER")
-def ca_crl(ca_name: str, session: SessionDep, pki: PkiDep) -> Response:
+def ca_crl(ca_name: str, session: ReadSessionDep, pki: PkiDep) -> Response:
     pki.load_ca(session, ca_name)
     record = crl.current_crl(session, ca_name)
     if record is None:
@@ -120,6 +121,29 @@ def _subject_name(subject: SubjectIn) -> x509.Name:
         raise BadRequest(str(exc), code="invalid_subject") from exc
 
 
+_CSR_ATTRIBUTES = {
+    NameOID.COMMON_NAME: "common_name", NameOID.SERIAL_NUMBER: "serial_number",
+    NameOID.ORGANIZATION_NAME: "organization", NameOID.ORGANIZATIONAL_UNIT_NAME: "organizational_unit",
+    NameOID.COUNTRY_NAME: "country",
+}
+
+
+def _subject_from_csr(csr: x509.CertificateSigningRequest) -> SubjectIn:
+    """The CSR's subject under the profile's name rules: known attributes, once each."""
+    values: dict[str, str] = {}
+    for attribute in csr.subject:
+        field = _CSR_ATTRIBUTES.get(attribute.oid)
+        if field is None or field in values or not isinstance(attribute.value, str):
+            raise BadRequest("the CSR subject may hold CN, serialNumber, O, OU and C, once each",
+                             code="invalid_subject")
+        values[field] = attribute.value
+    try:
+        return SubjectIn(**values)
+    except ValidationError as exc:
+        raise BadRequest(f"the CSR subject breaks the name rules: {exc.errors()[0]['msg']}",
+                         code="invalid_subject") from exc
+
+
 def _requested_key_and_subject(body: IssueRequest) -> tuple[object, x509.Name]:
     if (body.csr_pem is None) == (body.public_key_pem is None):
         raise BadRequest("send exactly one of csr_pem and public_key_pem", code="invalid_request")
@@ -127,16 +151,21 @@ def _requested_key_and_subject(body: IssueRequest) -> tuple[object, x509.Name]:
         try:
             csr = x509.load_pem_x509_csr(body.csr_pem.encode())
             public_key = csr.public_key()
+            signature_ok = csr.is_signature_valid
+        except UnsupportedAlgorithm as exc:
+            raise BadRequest("the CSR's key or signature algorithm is not supported", code="unsupported_key") from exc
         except (ValueError, TypeError) as exc:
             raise BadRequest("csr_pem is not a PEM certificate request", code="malformed_pem") from exc
-        if not csr.is_signature_valid:
+        if not signature_ok:
             raise BadRequest("the CSR's signature does not verify", code="bad_csr_signature")
-        subject = _subject_name(body.subject) if body.subject else csr.subject
-        return public_key, subject
+        subject = body.subject or _subject_from_csr(csr)
+        return public_key, _subject_name(subject)
     if body.subject is None:
         raise BadRequest("a public key needs a subject", code="invalid_request")
     try:
         public_key = load_pem_public_key(body.public_key_pem.encode())  # type: ignore[union-attr]
+    except UnsupportedAlgorithm as exc:
+        raise BadRequest("the key algorithm is not supported", code="unsupported_key") from exc
     except (ValueError, TypeError) as exc:
         raise BadRequest("public_key_pem is not a PEM public key", code="malformed_pem") from exc
     return public_key, _subject_name(body.subject)

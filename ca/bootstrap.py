@@ -12,16 +12,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlmodel import Session
 
 from ca import crl, ocsp
 from ca.context import Pki, signature_hash
 from ca.models import CertificateAuthority, CertificateRecord, IssuedCertificate, OcspResponseRecord
 from ca.profiles import ISSUING_CA, OCSP_SIGNER, PLATFORM_SEAL, ROOT_CA, build_certificate
-from ca.service import sign_certificate, serial_hex
+from ca.service import revoke_certificate, serial_hex, sign_certificate
 from core import audit
-from core.auth import SYSTEM_ACTOR
+from core.auth import SYSTEM_ACTOR, Actor
 from hsm_sim.base import KeyAlgorithm, KeyStore
 
 ROOT_KEY = ("ca/root", "ca:root")
@@ -116,6 +116,7 @@ def current_seal(session: Session, pki: Pki) -> IssuedCertificate | None:
     return session.execute(
         select(IssuedCertificate)
         .where(IssuedCertificate.profile == PLATFORM_SEAL.name)
+        .where(IssuedCertificate.key_label.is_not(None))  # type: ignore[union-attr]
         .where(IssuedCertificate.status == "good")
         .where(IssuedCertificate.not_after > pki.clock())
         .order_by(IssuedCertificate.not_after.desc())  # type: ignore[attr-defined]
@@ -126,7 +127,7 @@ def current_seal(session: Session, pki: Pki) -> IssuedCertificate | None:
 def _publish_missing_statuses(session: Session, pki: Pki) -> None:
     have = set(session.execute(select(OcspResponseRecord.serial_hex)).scalars())
     rows = session.execute(
-        select(IssuedCertificate).where(IssuedCertificate.profile != ROOT_CA.name)
+        select(IssuedCertificate).where(IssuedCertificate.profile != ROOT_CA.name).with_for_update()
     ).scalars().all()
     for row in rows:
         if row.serial_hex not in have:
@@ -168,8 +169,32 @@ def bootstrap(session: Session, pki: Pki) -> list[str]:
     return created
 
 
+def rotate_ocsp_signer(session: Session, pki: Pki, *, actor: Actor, reason: str = "superseded") -> str:
+    """Issue a new delegated OCSP signer, revoke the current one, drop the answers it signed.
+
+    For a suspected key compromise use ``reason="keyCompromise"``. Stored answers are
+    deleted in the same transaction and re-signed by the new signer on first request.
+    """
+    old = ocsp.current_ocsp_signer(session, pki)
+    new = _issue_service_certificate(
+        session, pki, profile_name=OCSP_SIGNER.name, common_name=f"{pki.organization} OCSP Responder",
+        owner=OCSP_SIGNER_OWNER, algorithm=KeyAlgorithm.EC_P256,
+    )
+    pki.forget_responder()
+    if old is not None:
+        revoke_certificate(session, pki, actor=actor, serial=old.serial_hex, reason=reason, managed_ok=True)
+    session.execute(delete(OcspResponseRecord).where(OcspResponseRecord.ca_name == "issuing"))
+    audit.record(session, actor=actor.label, action="pki.rotate_ocsp_signer", object_type="certificate",
+                 object_id=new.serial_hex, details={"old": old.serial_hex if old else None, "reason": reason})
+    return new.serial_hex
+
+
 def refresh(session: Session, pki: Pki) -> list[str]:
-    """Re-issue CRLs past half their validity and renew an ageing OCSP signer."""
+    """Re-issue CRLs past half their validity and renew an ageing OCSP signer.
+
+    The CA rows are locked first, so several workers refreshing at once do the work once.
+    """
+    session.execute(select(CertificateAuthority).order_by(CertificateAuthority.name).with_for_update()).all()
     done: list[str] = []
     for ca_name in ("root", "issuing"):
         if session.get(CertificateAuthority, ca_name) is None:

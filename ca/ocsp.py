@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlmodel import Session
 
 from ca.context import CaLike, Pki
@@ -87,11 +87,19 @@ def current_ocsp_signer(session: Session, pki: Pki) -> IssuedCertificate | None:
     ).scalar_one_or_none()
 
 
+def _still_good(session: Session, certificate: x509.Certificate) -> bool:
+    # One primary-key read per signature: a signer revoked by another worker stops at once.
+    status = session.execute(
+        select(IssuedCertificate.status).where(IssuedCertificate.serial_hex == format(certificate.serial_number, "x"))
+    ).scalar_one_or_none()
+    return status == "good"
+
+
 def responder_for(session: Session, pki: Pki, ca: CaLike) -> Responder | None:
     """Who signs responses about certificates of ``ca``; None when nobody can right now."""
     if ca.name == "issuing":
         cached = pki.cached_responder()
-        if isinstance(cached, Responder):
+        if isinstance(cached, Responder) and _still_good(session, cached.certificate):
             return cached
         signer = current_ocsp_signer(session, pki)
         if signer is None or signer.key_label is None:
@@ -205,5 +213,15 @@ def store_statuses(session: Session, signed: list[dict[str, object]], *, fresh: 
 
 
 def publish_status(session: Session, pki: Pki, row: CertificateRow) -> None:
-    """(Re)generate and store the responses about ``row``, replacing older ones."""
-    store_statuses(session, sign_statuses(session, pki, row))
+    """(Re)generate and store the responses about ``row``, replacing older ones.
+
+    When nobody can sign right now, the stored answers are deleted rather than left to
+    speak of an old status: the responder then says tryLater until a signer exists.
+    """
+    signed = sign_statuses(session, pki, row)
+    if not signed:
+        session.connection().execute(
+            delete(_responses).where(_responses.c.ca_name == row.ca_name)
+            .where(_responses.c.serial_hex == row.serial_hex))
+        return
+    store_statuses(session, signed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import email.utils
 import json
 import logging
@@ -56,9 +57,11 @@ def response_headers(result: OcspAnswer, *, http_cacheable: bool) -> dict[str, s
     """Headers of an OCSP answer; GET answers may be kept by HTTP caches (RFC 5019 §6)."""
     headers = {"content-type": OCSP_RESPONSE_TYPE}
     if http_cacheable and result.cacheable and result.this_update and result.next_update:
-        headers["last-modified"] = email.utils.format_datetime(result.this_update, usegmt=True)
-        headers["expires"] = email.utils.format_datetime(result.next_update, usegmt=True)
-        headers["cache-control"] = "max-age=300, public, no-transform, must-revalidate"
+        headers["last-modified"] = email.utils.format_datetime(result.this_update.astimezone(dt.timezone.utc), usegmt=True)
+        headers["expires"] = email.utils.format_datetime(result.next_update.astimezone(dt.timezone.utc), usegmt=True)
+        # max-age=0: a cache may keep the bytes but must revalidate, so a revocation is seen
+        # at once (the platform's promise), at the cost of a conditional request.
+        headers["cache-control"] = "public, max-age=0, no-transform, must-revalidate"
     return headers
 
 
@@ -83,9 +86,13 @@ class OcspFastPath:
 
     async def _post(self, scope: Scope, receive: Receive, send: Send) -> None:
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_body_bytes):
-                await self._too_large(send)
-                return
+            if name == b"content-length":
+                if not value.isdigit():
+                    await self._send(send, OcspAnswer(MALFORMED), response_headers(OcspAnswer(MALFORMED), http_cacheable=False))
+                    return
+                if int(value) > self.max_body_bytes:
+                    await self._too_large(send)
+                    return
         body = bytearray()
         while True:
             message = await receive()
@@ -104,20 +111,21 @@ class OcspFastPath:
         encoded = raw_path.decode("latin-1")[len(GET_PREFIX):].split("?", 1)[0]
         der = decode_get_path(encoded)
         if der is None:
-            await self._send(send, OcspAnswer(MALFORMED), http_cacheable=False)
+            await self._send(send, OcspAnswer(MALFORMED), response_headers(OcspAnswer(MALFORMED), http_cacheable=False))
             return
         await self._respond(send, der, http_cacheable=True)
 
     async def _respond(self, send: Send, request_der: bytes, *, http_cacheable: bool) -> None:
         try:
             result = await answer(self.responder, request_der)
+            headers = response_headers(result, http_cacheable=http_cacheable)
         except Exception:  # an OCSP client gets an OCSP internalError, never an HTML 500
             log.exception("OCSP responder failed")
             result = OcspAnswer(INTERNAL_ERROR)
-        await self._send(send, result, http_cacheable=http_cacheable)
+            headers = response_headers(result, http_cacheable=False)
+        await self._send(send, result, headers)
 
-    async def _send(self, send: Send, result: OcspAnswer, *, http_cacheable: bool) -> None:
-        headers = response_headers(result, http_cacheable=http_cacheable)
+    async def _send(self, send: Send, result: OcspAnswer, headers: dict[str, str]) -> None:
         headers["content-length"] = str(len(result.der))
         await send({
             "type": "http.response.start", "status": 200,

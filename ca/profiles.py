@@ -112,8 +112,9 @@ PROFILES: dict[str, CertificateProfile] = {
     p.name: p for p in (ROOT_CA, ISSUING_CA, INVESTOR_SIGNING, OCSP_SIGNER, PLATFORM_SEAL)
 }
 
-# Profiles the issuance endpoint accepts; CA and responder certificates come from init.
-REQUESTABLE_PROFILES = frozenset({INVESTOR_SIGNING.name, PLATFORM_SEAL.name})
+# Profiles the issuance endpoint accepts; CA, responder and seal certificates (whose keys
+# must be generated in the HSM) come only from init and the PKI commands.
+REQUESTABLE_PROFILES = frozenset({INVESTOR_SIGNING.name})
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,9 @@ def _as_utc(value: object) -> dt.datetime:
     # SQLite hands raw connections the stored text; PostgreSQL an aware datetime.
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
-    assert isinstance(value, dt.datetime)
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"a timestamp column held {type(value).__name__}")
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -97,22 +98,30 @@ class OcspService:
         return self.stored(parsed) or self.generate(parsed)
 
     def parse(self, request_der: bytes) -> OcspQuery | OcspAnswer:
-        """Turn request bytes into a query, or into the error response they deserve."""
+        """Turn request bytes into a query, or into the error response they deserve.
+
+        Anything the parser rejects (bad DER, zero or several requests, duplicate or
+        critical unknown extensions, a nonce outside RFC 8954's 1–32 bytes) is
+        ``malformedRequest``; a CertID hash we do not know is ``unauthorized``.
+        """
         try:
             request = x509_ocsp.load_der_ocsp_request(request_der)
             serial_number = request.serial_number
             name_hash, key_hash = request.issuer_name_hash, request.issuer_key_hash
-        except (ValueError, TypeError):
+            extensions = request.extensions
+        except Exception:  # the parser's refusals are many (ValueError, NotImplementedError, …)
             return OcspAnswer(MALFORMED)
         try:
             alg_name = request.hash_algorithm.name
         except UnsupportedAlgorithm:
             return OcspAnswer(UNAUTHORIZED)
-        try:
-            nonce = request.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
-        except x509.ExtensionNotFound:
-            nonce = None
-        except ValueError:
+        nonce = None
+        for extension in extensions:
+            if isinstance(extension.value, x509.OCSPNonce):
+                nonce = extension.value.nonce
+            elif extension.critical:
+                return OcspAnswer(MALFORMED)
+        if nonce is not None and not 1 <= len(nonce) <= 32:
             return OcspAnswer(MALFORMED)
         if alg_name not in SUPPORTED_HASHES:
             return OcspAnswer(UNAUTHORIZED)
@@ -161,37 +170,52 @@ class OcspService:
         return None
 
     def generate(self, query: OcspQuery) -> OcspAnswer:
-        """Sign a response now (and store it when it may be reused)."""
+        """Sign a response now; store it when it may be reused (no nonce, a stored hash)."""
+        if query.nonce is not None or query.hash_algorithm not in PREGENERATED_HASHES:
+            return self._sign_for_this_request(query)
         try:
             with session_scope(self.write_engine) as session:
-                ca = self.pki.load_ca(session, query.ca_name)
                 # FOR UPDATE: wait for a revocation in flight, so a response signed here can
                 # never overwrite the newer status that revocation is storing.
-                row = session.execute(
-                    select(IssuedCertificate)
-                    .where(IssuedCertificate.serial_hex == query.serial_hex)
-                    .where(IssuedCertificate.ca_name == query.ca_name)
-                    .with_for_update()
-                ).scalar_one_or_none()
-                responder = responder_for(session, self.pki, ca)
-                if responder is None:
-                    return OcspAnswer(TRY_LATER)
-                der, this_update, next_update = build_response(
-                    self.pki, ca_cert=self.pki.ca_certificate(ca), responder=responder,
-                    serial_number=int(query.serial_hex, 16),
-                    algorithm=SUPPORTED_HASHES[query.hash_algorithm], row=row, nonce=query.nonce,
-                )
-                cacheable = query.nonce is None and row is not None
-                if cacheable and query.hash_algorithm in PREGENERATED_HASHES:
+                row = self._certificate(session, query, lock=True)
+                if row is None:
+                    return self._sign(session, query, None)
+                refreshed = self.stored(query)  # another request may have re-signed it meanwhile
+                if refreshed is not None:
+                    return refreshed
+                answer = self._sign(session, query, row)
+                if answer.cacheable:
                     store_response(session, {
                         "ca_name": query.ca_name, "serial_hex": query.serial_hex,
-                        "hash_algorithm": query.hash_algorithm, "this_update": this_update,
-                        "next_update": next_update, "der": der,
+                        "hash_algorithm": query.hash_algorithm, "this_update": answer.this_update,
+                        "next_update": answer.next_update, "der": answer.der,
                     })
-                return OcspAnswer(der, this_update, next_update, cacheable)
+                return answer
         except IntegrityError:
             # Another worker stored the same response at the same moment: serve theirs.
             return self.stored(query) or OcspAnswer(TRY_LATER)
+
+    def _sign_for_this_request(self, query: OcspQuery) -> OcspAnswer:
+        # Nothing is stored, so a plain read suffices: no write lock for unauthenticated callers.
+        with Session(self.read_engine) as session:
+            return self._sign(session, query, self._certificate(session, query, lock=False))
+
+    def _certificate(self, session: Session, query: OcspQuery, *, lock: bool) -> IssuedCertificate | None:
+        statement = (select(IssuedCertificate).where(IssuedCertificate.serial_hex == query.serial_hex)
+                     .where(IssuedCertificate.ca_name == query.ca_name))
+        return session.execute(statement.with_for_update() if lock else statement).scalar_one_or_none()
+
+    def _sign(self, session: Session, query: OcspQuery, row: IssuedCertificate | None) -> OcspAnswer:
+        ca = self.pki.load_ca(session, query.ca_name)
+        responder = responder_for(session, self.pki, ca)
+        if responder is None:
+            return OcspAnswer(TRY_LATER)
+        der, this_update, next_update = build_response(
+            self.pki, ca_cert=self.pki.ca_certificate(ca), responder=responder,
+            serial_number=int(query.serial_hex, 16), algorithm=SUPPORTED_HASHES[query.hash_algorithm],
+            row=row, nonce=query.nonce,
+        )
+        return OcspAnswer(der, this_update, next_update, query.nonce is None and row is not None)
 
     def _stale(self, this_update: dt.datetime, next_update: dt.datetime) -> bool:
         # Re-sign once half the validity has passed, so clients never see an expired answer.

@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+# X.520 upper bounds; printable: the PrintableString alphabet (serialNumber, countryName).
+_PRINTABLE = r"^[A-Za-z0-9 '()+,\-./:=?]+$"
+
+
+def _no_control_characters(value: str) -> str:
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+        raise ValueError("control characters are not allowed")
+    if value != value.strip():
+        raise ValueError("leading or trailing spaces are not allowed")
+    return value
+
+
+DirectoryString = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_no_control_characters)]
 
 
 class SubjectIn(BaseModel):
-    """Subject attributes of a requested certificate."""
+    """Subject attributes of a requested certificate (the profile's name rules)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    common_name: str = Field(min_length=1, max_length=64)
-    serial_number: str | None = Field(default=None, min_length=1, max_length=64)
-    organization: str | None = Field(default=None, min_length=1, max_length=64)
-    organizational_unit: str | None = Field(default=None, min_length=1, max_length=64)
-    country: str | None = Field(default=None, min_length=2, max_length=2)
+    common_name: DirectoryString
+    serial_number: str | None = Field(default=None, min_length=1, max_length=64, pattern=_PRINTABLE)
+    organization: DirectoryString | None = None
+    organizational_unit: DirectoryString | None = None
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
 
 
 class IssueRequest(BaseModel):
@@ -36,7 +51,23 @@ class RevokeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(default="unspecified", max_length=32)
-    invalidity_date: dt.datetime | None = None
+    invalidity_date: dt.datetime | None = Field(
+        default=None, description="when the key is known or suspected to have been compromised")
+
+    @field_validator("invalidity_date")
+    @classmethod
+    def _plausible_past(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("needs a time zone")
+        try:
+            value = value.astimezone(dt.timezone.utc)
+        except OverflowError as exc:
+            raise ValueError("is out of range") from exc
+        if not dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc) <= value <= dt.datetime.now(dt.timezone.utc):
+            raise ValueError("must lie between 2000-01-01 and now")
+        return value
 
 
 class CertificateOut(BaseModel):

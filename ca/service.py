@@ -28,6 +28,10 @@ STATUS_REVOKED = "revoked"
 STATUS_ON_HOLD = "on_hold"
 
 _SERIAL_ATTEMPTS = 5
+# The hierarchy and the OCSP signer change only through the PKI commands, which replace
+# them in the same step (revoking the issuing CA or the signer alone would leave nothing
+# able to answer, or stored answers signed by a revoked responder).
+MANAGED_PROFILES = frozenset({"root_ca", "issuing_ca", "ocsp_signer"})
 _certificates = IssuedCertificate.__table__  # type: ignore[attr-defined]
 # INSERT … ON CONFLICT DO NOTHING RETURNING id: a serial collision returns no row instead of
 # aborting the transaction, on PostgreSQL and SQLite alike.
@@ -120,7 +124,10 @@ def sign_certificate(
             )
         except ValueError as exc:
             raise BadRequest(str(exc), code="invalid_subject") from exc
-        cert = builder.sign(ca_key, signature_hash(issuer.public_key))
+        try:
+            cert = builder.sign(ca_key, signature_hash(issuer.public_key))
+        except ValueError as exc:  # e.g. a character outside an attribute's string type
+            raise BadRequest(f"the subject cannot be encoded: {exc}", code="invalid_subject") from exc
         values = dict(
             serial_hex=serial_hex(serial), ca_name=ca.name, profile=profile.name,
             subject=cert.subject.rfc4514_string(), key_label=key_label,
@@ -200,11 +207,14 @@ def revoke_certificate(
     serial: str,
     reason: str,
     invalidity_date: dt.datetime | None = None,
+    managed_ok: bool = False,
 ) -> IssuedCertificate:
     """Revoke (or, with ``certificateHold``, suspend) a certificate.
 
     The CRL of its CA and its OCSP responses are regenerated in the same transaction, so the
     new status is served the moment it commits. A held certificate may be revoked for good.
+    Certificates of the hierarchy and the OCSP signer are refused (409 ``not_revocable``)
+    unless ``managed_ok`` (the PKI commands, which replace them in the same transaction).
     """
     flag = REVOCATION_REASONS.get(reason)
     if flag is None:
@@ -215,8 +225,9 @@ def revoke_certificate(
     if invalidity_date is not None and invalidity_date.tzinfo is None:
         raise BadRequest("invalidity_date needs a time zone", code="invalid_date")
     row = _lock_certificate(session, serial)
-    if row.profile == "root_ca":
-        raise Conflict("the root certificate cannot be revoked here", code="not_revocable")
+    if row.profile in MANAGED_PROFILES and not managed_ok:
+        raise Conflict(f"{row.profile} certificates are managed by the platform (cloudseal pki …)",
+                       code="not_revocable")
     if row.status == STATUS_REVOKED:
         raise Conflict(f"certificate {row.serial_hex} is already revoked", code="already_revoked")
     if row.status == STATUS_ON_HOLD and flag is x509.ReasonFlags.certificate_hold:

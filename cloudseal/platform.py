@@ -73,7 +73,7 @@ def build_platform(settings: Settings) -> Platform:
     )
     keystore = open_keystore(
         settings.hsm,
-        pin=settings.hsm_pin,
+        pin=settings.hsm_pin.get_secret_value() if settings.hsm_pin else None,
         master_key_file=Path(settings.master_key_file) if settings.master_key_file else None,
     )
     pki = Pki(

@@ -76,6 +76,7 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Eng
         engine = create_engine(
             url,
             echo=echo,
+            hide_parameters=True,  # bound values (keys' labels, hashes, names) stay out of logs
             connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
             pool_size=8,
             max_overflow=16,
@@ -85,7 +86,8 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Eng
             event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        return create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True,
+                             hide_parameters=True)
     raise ValueError(f"unsupported database URL scheme: {parsed.drivername}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,7 +23,7 @@ class Settings(BaseSettings):
         default="soft:./var/hsm",
         description="soft:DIR or pkcs11:/path/to/lib.so?token=LABEL",
     )
-    hsm_pin: str | None = Field(default=None, description="PKCS#11 user PIN")
+    hsm_pin: SecretStr | None = Field(default=None, description="PKCS#11 user PIN (kept out of reprs)")
     master_key_file: Path | None = Field(
         default=None, description="software HSM master key file (default DIR/master.key)"
     )

@@ -77,12 +77,11 @@ class BodyLimitMiddleware:
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared < 0 or declared > self.max_bytes:
-                    await self._reject(send, declared)
+                if not value.isdigit():
+                    await _send_json(send, 400, error_body("bad_request", "Content-Length is not a number"))
+                    return
+                if int(value) > self.max_bytes:
+                    await self._reject(send, int(value))
                     return
         received = 0
         response_started = False
@@ -109,20 +108,29 @@ class BodyLimitMiddleware:
                 await self._reject(send, received)
 
     async def _reject(self, send: Send, size: int) -> None:
-        body = JSONResponse(
-            error_body("body_too_large", f"the request body exceeds {self.max_bytes} bytes"), 413
-        )
-        await send({"type": "http.response.start", "status": 413, "headers": body.raw_headers})
-        await send({"type": "http.response.body", "body": body.body})
+        await _send_json(send, 413, error_body("body_too_large", f"the request body exceeds {self.max_bytes} bytes"))
 
 
-class _BodyTooLarge(Exception):
-    pass
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    response = JSONResponse(body, status)
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+class _BodyTooLarge(BaseException):
+    """Raised from ``receive`` mid-stream. A BaseException, so body parsers that catch
+    Exception (and answer 400) let it through to :class:`BodyLimitMiddleware`."""
 
 
 def get_settings_dep(request: Request) -> Settings:
     """The settings the app was built with."""
     return request.app.state.settings
+
+
+def get_read_session(request: Request) -> Iterator[Session]:
+    """A session on the read engine (no write lock on SQLite): for public, read-only GETs."""
+    with Session(request.app.state.read_engine, expire_on_commit=False) as session:
+        yield session
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -156,6 +164,7 @@ def get_actor(
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 ActorDep = Annotated[Actor, Depends(get_actor)]
 
 

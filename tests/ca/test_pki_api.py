@@ -158,8 +158,7 @@ def test_malformed_csr_and_bad_csr_signature_are_400(client: TestClient, operato
     tampered[-5] ^= 0x01  # flip a bit inside the signature
     pem = b"-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(bytes(tampered)) + b"-----END CERTIFICATE REQUEST-----\n"
     response = client.post("/ca/issuing/certificates", json={"csr_pem": pem.decode()}, headers=operator_headers)
-    assert_error(response, 400, response.json()["error"]["code"])
-    assert response.json()["error"]["code"] in {"bad_csr_signature", "malformed_pem"}
+    assert_error(response, 400, "bad_csr_signature")
 
 
 def test_weak_rsa_key_is_400(client: TestClient, operator_headers: dict) -> None:
