@@ -43,7 +43,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def prepare(certificates: int, port: int) -> tuple[list[bytes], dict[str, str]]:
+def prepare(certificates: int, port: int, nonce: bool = False) -> tuple[list[bytes], dict[str, str]]:
     """A platform with ``certificates`` issued ones; their OCSP requests and the server env."""
     platform, workdir = fresh_platform(public_url=f"http://127.0.0.1:{port}")
     actor = Actor(subject="bench", role=Role.OPERATOR)
@@ -60,7 +60,10 @@ def prepare(certificates: int, port: int) -> tuple[list[bytes], dict[str, str]]:
                 public_key=key,
             )
         cert = x509.load_der_x509_certificate(row.der)
-        requests.append(ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build().public_bytes(Encoding.DER))
+        builder = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1())
+        if nonce:  # openssl's default: each answer must be signed for this request
+            builder = builder.add_extension(x509.OCSPNonce(os.urandom(16)), critical=False)
+        requests.append(builder.build().public_bytes(Encoding.DER))
     env = {**os.environ, "CLOUDSEAL_DATABASE_URL": platform.settings.database_url,
            "CLOUDSEAL_HSM": platform.settings.hsm, "CLOUDSEAL_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     platform.close()
@@ -168,11 +171,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="load duration (upper bound)")
     parser.add_argument("--max-requests", type=int, default=200_000, help="request count (upper bound)")
     parser.add_argument("--certificates", type=int, default=500)
+    parser.add_argument("--nonce", action="store_true",
+                        help="requests carry a nonce (each answer signed on demand, as openssl asks by default)")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
                         help="load generator: wrk if installed, else a Python asyncio client")
     args = parser.parse_args()
     port = _free_port()
-    requests, env = prepare(args.certificates, port)
+    requests, env = prepare(args.certificates, port, args.nonce)
     payloads = [_http_request(r) for r in requests]
     server = subprocess.Popen(
         [sys.executable, "-m", "cloudseal", "serve", "--port", str(port), "--workers", str(args.workers)],
@@ -196,7 +201,7 @@ def main() -> None:
         server.wait(timeout=30)
     report("bench/ocsp.py OCSP responses", rate, TARGET, "responses/s",
            f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, {total} responses, {failures} not signed answers, {args.workers} workers, "
-           f"{args.connections} connections, {client}")
+           f"{args.connections} connections, {client}{', with nonces' if args.nonce else ''}")
 
 
 if __name__ == "__main__":

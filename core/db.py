@@ -78,8 +78,10 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Eng
             echo=echo,
             hide_parameters=True,  # bound values (keys' labels, hashes, names) stay out of logs
             connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
-            pool_size=8,
-            max_overflow=16,
+            # Enough to keep one connection per server thread (the threadpool has 40), so none
+            # is opened and closed per request.
+            pool_size=40,
+            max_overflow=20,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         if not read_only:
