@@ -10,20 +10,18 @@ from __future__ import annotations
 import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
-
 from multiprocessing import Barrier, Process
 
 from _support import fresh_platform, report
-
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ca import service
 from cloudseal.platform import build_platform
-from core.settings import Settings
 from core.auth import Actor, Role
 from core.db import session_scope
+from core.settings import Settings
 
 TARGET = 500
 

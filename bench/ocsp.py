@@ -20,7 +20,6 @@ import tempfile
 import time
 
 from _support import ROOT, fresh_platform, percentile, report
-
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec

@@ -13,9 +13,12 @@ from ca.api import ca_router, pki_router
 from ca.bootstrap import refresh
 from ca.ocsp_http import OcspFastPath
 from cloudseal.platform import Platform, build_platform
+from core.auth_api import auth_router
 from core.db import session_scope
 from core.settings import Settings, get_settings
 from core.web import BodyLimitMiddleware, install_error_handlers
+from ra.api import app_router as ra_app_router
+from ra.api import ra_router
 
 log = logging.getLogger("cloudseal.app")
 
@@ -68,10 +71,14 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.state.pki = platform.pki
     app.state.ocsp = platform.ocsp
     app.state.jwt_public_key = platform.jwt_public_key()
+    app.state.mint_token = platform.mint_token
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.include_router(auth_router)
     app.include_router(pki_router)
     app.include_router(ca_router)
+    app.include_router(ra_router)
+    app.include_router(ra_app_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     def healthz() -> dict[str, str]:

@@ -1,21 +1,30 @@
-"""The ``cloudseal`` command: migrate, init, serve, tokens, audit verification, PKI upkeep."""
+"""The ``cloudseal`` command: migrate, init, serve, tokens, staff accounts, API clients,
+audit verification, PKI upkeep."""
 
 from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 import typer
-from sqlalchemy.exc import DBAPIError
 from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
 
 from ca import bootstrap as pki_bootstrap
 from cloudseal.migrate import upgrade
 from cloudseal.platform import build_platform
-from core import audit
+from core import accounts, api_clients, audit
 from core.auth import Actor, Role
 from core.db import make_engine, session_scope
+from core.errors import AppError
+from core.models import StaffUser
 from core.settings import get_settings
+from ra import service as ra_service
+from ra.secrets import ensure_ra_keys
 
 app = typer.Typer(help="cloudseal: shared RA/CA, remote signing and shareholder e-voting.",
                   no_args_is_help=True)
@@ -23,10 +32,37 @@ audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True
 pki_app = typer.Typer(help="PKI upkeep.", no_args_is_help=True)
 token_app = typer.Typer(help="Access tokens for staff (operators bootstrap with these).",
                         no_args_is_help=True)
+staff_app = typer.Typer(help="Staff accounts (operators, RA officers, back offices, hosts, "
+                        "auditors).", no_args_is_help=True)
+brokers_app = typer.Typer(help="Brokers: the RA's tenants.", no_args_is_help=True)
+clients_app = typer.Typer(help="Broker API clients (client-credentials flow).", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(pki_app, name="pki")
 app.add_typer(token_app, name="token")
+app.add_typer(staff_app, name="staff")
+app.add_typer(brokers_app, name="brokers")
+app.add_typer(clients_app, name="clients")
 console = Console(stderr=True)
+
+CLI_ACTOR = Actor(subject="cli", role=Role.OPERATOR)
+T = TypeVar("T")
+
+
+def _change(apply: Callable[[Session], T]) -> T:
+    """Run one service call in a transaction; print refusals and exit non-zero."""
+    engine = make_engine(get_settings().database_url)
+    try:
+        with session_scope(engine) as session:
+            return apply(session)
+    except AppError as exc:
+        console.print(f"[red]{escape(exc.message)}[/red] ({exc.code})")
+        raise typer.Exit(1) from None
+    except DBAPIError as exc:
+        console.print(f"[red]the database is not ready ({escape(str(exc.orig))}); "
+                      "run `cloudseal migrate` first[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
 
 
 @app.command()
@@ -44,6 +80,7 @@ def init() -> None:
         platform.ensure_jwt_key()
         with session_scope(platform.engine) as session:
             created = pki_bootstrap.bootstrap(session, platform.pki)
+        created += [f"HSM key {label}" for label in ensure_ra_keys(platform.keystore)]
     except DBAPIError as exc:
         console.print(f"[red]the database is not ready ({exc.orig}); run `cloudseal migrate` first[/red]")
         raise typer.Exit(2) from None
@@ -80,6 +117,35 @@ def pki_refresh() -> None:
     console.print("refreshed: " + ", ".join(done) if done else "everything is current")
 
 
+@pki_app.command("rotate-ocsp-signer")
+def pki_rotate_ocsp_signer(
+    reason: str = typer.Option("superseded", help="RFC 5280 reason for the old signer, e.g. keyCompromise"),
+) -> None:
+    """Issue a new OCSP signer, revoke the current one and drop the answers it signed."""
+    platform = build_platform(get_settings())
+    try:
+        with session_scope(platform.engine) as session:
+            serial = pki_bootstrap.rotate_ocsp_signer(session, platform.pki, actor=CLI_ACTOR, reason=reason)
+    except AppError as exc:
+        console.print(f"[red]{escape(exc.message)}[/red] ({exc.code})")
+        raise typer.Exit(1) from None
+    finally:
+        platform.close()
+    console.print(f"new OCSP signer {serial}")
+
+
+@brokers_app.command("create")
+def brokers_create(
+    code: str = typer.Option(..., help="the broker's market code, e.g. 9800"),
+    name: str = typer.Option(..., help="the broker's name"),
+    dual_control: bool = typer.Option(False, help="enrolments need a second officer's approval"),
+) -> None:
+    """Register a broker (a tenant of the RA)."""
+    broker = _change(lambda session: ra_service.create_broker(
+        session, actor=CLI_ACTOR, code=code, name=name, dual_control=dual_control))
+    console.print(f"broker {broker.code} created ({'dual control' if broker.dual_control else 'single approval'})")
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute the audit chain; exit 1 if any entry was edited, inserted or deleted."""
@@ -114,3 +180,65 @@ def token_issue(
     finally:
         platform.close()
     print(token)
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new password: the first line of stdin, or a hidden prompt typed twice."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+
+
+@staff_app.command("create")
+def staff_create(
+    username: str = typer.Option(..., help="sign-in name: letters, digits, . _ @ - (case-insensitive)"),
+    role: Role = typer.Option(..., help="the staff member's role"),
+    tenant: str = typer.Option(None, help="broker code (ra_officer, broker_backoffice) or issuer "
+                                          "code (issuer_host); none for operator and auditor"),
+    password_stdin: bool = typer.Option(False, "--password-stdin",
+                                        help="read the password from the first line of stdin"),
+) -> None:
+    """Create a staff account; the password is asked for (hidden) and never shown."""
+    password = _read_password(password_stdin)
+
+    def create(session: Session) -> StaffUser:
+        if role in (Role.RA_OFFICER, Role.BROKER_BACKOFFICE) and tenant:
+            ra_service.get_broker(session, tenant.upper())  # a broker's staff needs the broker
+        return accounts.create_staff_user(session, actor=CLI_ACTOR, username=username, password=password,
+                                          role=role, tenant=tenant)
+
+    user = _change(create)
+    where = f" of {user.tenant}" if user.tenant else ""
+    console.print(f"created {user.role} [bold]{escape(user.username)}[/bold]{where}")
+
+
+@staff_app.command("deactivate")
+def staff_deactivate(username: str = typer.Option(..., help="the account to disable")) -> None:
+    """Disable a staff account and end its sessions (refresh tokens revoked)."""
+    user = _change(lambda session: accounts.deactivate_staff_user(
+        session, actor=CLI_ACTOR, username=username))
+    console.print(f"deactivated [bold]{escape(user.username)}[/bold]")
+
+
+@clients_app.command("create")
+def clients_create(
+    tenant: str = typer.Option(..., help="the broker code the client acts for"),
+    name: str = typer.Option(..., help="what the client is, e.g. 'order verification'"),
+) -> None:
+    """Create a broker API client; prints its client_id and secret (shown only this once)."""
+    def create(session: Session) -> api_clients.NewApiClient:
+        ra_service.get_broker(session, tenant.upper())
+        return api_clients.create_api_client(session, actor=CLI_ACTOR, tenant=tenant, name=name)
+
+    created = _change(create)
+    print(f"client_id: {created.client_id}")
+    print(f"client_secret: {created.client_secret}")
+    console.print(f"API client for broker {created.tenant} created; store the secret now: "
+                  "it cannot be shown again")
+
+
+@clients_app.command("revoke")
+def clients_revoke(client_id: str = typer.Option(..., help="the client to revoke")) -> None:
+    """Revoke a broker API client: its secret stops working at once."""
+    _change(lambda session: api_clients.revoke_api_client(session, actor=CLI_ACTOR, client_id=client_id))
+    console.print(f"revoked API client {escape(client_id)}")

@@ -4,5 +4,6 @@ from sqlmodel import SQLModel
 
 import ca.models  # noqa: F401
 import core.models  # noqa: F401
+import ra.models  # noqa: F401
 
 metadata = SQLModel.metadata

@@ -31,6 +31,7 @@ class Role(str, enum.Enum):
     BROKER_BACKOFFICE = "broker_backoffice"
     ISSUER_HOST = "issuer_host"
     AUDITOR = "auditor"
+    INVESTOR = "investor"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, create_engine
 
+from core.errors import CommittedRefusal
+
 
 def utcnow() -> dt.datetime:
     """The current time, timezone-aware UTC, truncated to whole microseconds."""
@@ -103,3 +105,13 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def committing_refusals(session: Session) -> Iterator[None]:
+    """Commit what a :class:`core.errors.CommittedRefusal` recorded, then let it go on."""
+    try:
+        yield
+    except CommittedRefusal:
+        session.commit()
+        raise

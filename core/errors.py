@@ -73,6 +73,15 @@ class Unprocessable(AppError):
     code = "validation_error"
 
 
+class CommittedRefusal(AppError):
+    """A refusal whose bookkeeping (a failure counter, a burned attempt, an audit entry)
+    must be committed before the error reaches the caller; see
+    :func:`core.db.committing_refusals`."""
+
+    status_code = 400
+    code = "refused"
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the envelope for errors raised outside :class:`AppError`."""
     body: dict[str, Any] = {"code": code, "message": message}

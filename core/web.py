@@ -163,7 +163,9 @@ def get_actor(
     )
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session closes (and commits) before the response is sent, so a
+# client never sees success for a write that then fails to commit.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 ActorDep = Annotated[Actor, Depends(get_actor)]
 

@@ -16,6 +16,7 @@ from cloudseal.platform import Platform, build_platform
 from core.auth import Actor, Role
 from core.db import session_scope
 from core.settings import Settings
+from ra.secrets import ensure_ra_keys
 from tests.support.postgres import PostgresCluster, find_pg_bin
 from tests.support.softhsm import make_softhsm_token, softhsm_available
 
@@ -81,6 +82,7 @@ def make_platform(settings: Settings) -> Platform:
     upgrade(settings.database_url)
     platform = build_platform(settings)
     platform.ensure_jwt_key()
+    ensure_ra_keys(platform.keystore)
     with session_scope(platform.engine) as session:
         bootstrap(session, platform.pki)
     return platform

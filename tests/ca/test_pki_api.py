@@ -220,7 +220,9 @@ def test_alg_none_token_is_refused(client: TestClient, platform: Platform) -> No
 
 def test_hs256_token_forged_with_the_public_key_is_refused(client: TestClient, platform: Platform) -> None:
     public_pem = platform.jwt_public_key().public_bytes(PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    import hmac, hashlib, json  # noqa: E401
+    import hashlib
+    import hmac  # noqa: E401
+    import json
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
     signing_input = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(json.dumps(_claims(platform)).encode())
@@ -232,8 +234,8 @@ def test_hs256_token_forged_with_the_public_key_is_refused(client: TestClient, p
 
 def test_token_for_another_audience_or_issuer_is_refused(client: TestClient, platform: Platform) -> None:
     foreign_key = ec.generate_private_key(ec.SECP256R1())
-    from hsm_sim.facade import hsm_private_key
     from cloudseal.platform import JWT_KEY
+    from hsm_sim.facade import hsm_private_key
     platform_key = hsm_private_key(platform.keystore, *JWT_KEY)
     for key, claims in ((platform_key, _claims(platform, aud="another-service")),
                         (platform_key, _claims(platform, iss="https://elsewhere/auth")),

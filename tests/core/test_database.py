@@ -8,13 +8,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, Table, inspect, text
+from sqlmodel import Session
 
 from cloudseal.migrate import upgrade
 from cloudseal.models import metadata
 from core.db import UTCDateTime, make_engine
 from core.errors import AppError
 from core.models import AuditHead
-from sqlmodel import Session
 
 
 def schema_drift(url: str, target: MetaData = metadata) -> list:
