@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from ca.models import CertificateAuthority
@@ -24,6 +25,8 @@ CA_NAMES = ("root", "issuing")
 # How long a process keeps using the OCSP signer it looked up before checking for a newer
 # one (renewal happens with a third of the old signer's life left, so any cached one is valid).
 _RESPONDER_CACHE_SECONDS = 60.0
+# How long a confirmed-good responder is trusted before its status is read again.
+_RESPONDER_STATUS_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,14 @@ class Pki:
     crl_validity: dt.timedelta = dt.timedelta(hours=24)
     ocsp_validity: dt.timedelta = dt.timedelta(hours=24)
     serial_source: Callable[[], int] = x509.random_serial_number
+    # Where checks that must not take a write lock read from (SQLite: the lock-free engine).
+    read_engine: Engine | None = None
     clock: Callable[[], dt.datetime] = utcnow
     _ca_certs: dict[str, x509.Certificate] = field(default_factory=dict, repr=False)
     _authorities: dict[str, Authority] = field(default_factory=dict, repr=False)
     _signing_keys: dict[tuple[str, str], object] = field(default_factory=dict, repr=False)
     _responder: tuple[object, dt.datetime, float] | None = field(default=None, repr=False)
+    _responder_checked: float = field(default=-1e9, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # URLs placed in certificates ---------------------------------------------------------
@@ -109,11 +115,20 @@ class Pki:
     def remember_responder(self, responder: object, not_after: dt.datetime) -> None:
         with self._lock:
             self._responder = (responder, not_after, time.monotonic())
+            self._responder_checked = time.monotonic()
+
+    def responder_checked_recently(self) -> bool:
+        """Whether the cached responder's status was confirmed in the last couple of seconds."""
+        return time.monotonic() - self._responder_checked < _RESPONDER_STATUS_SECONDS
+
+    def mark_responder_checked(self) -> None:
+        self._responder_checked = time.monotonic()
 
     def forget_responder(self) -> None:
         """Called when a new OCSP signer is issued, so this process switches to it at once."""
         with self._lock:
             self._responder = None
+            self._responder_checked = -1e9
 
     def signing_key(self, label: str, owner: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
         """A private-key facade whose signatures are made by the HSM.

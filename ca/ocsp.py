@@ -87,20 +87,29 @@ def current_ocsp_signer(session: Session, pki: Pki) -> IssuedCertificate | None:
     ).scalar_one_or_none()
 
 
-def _still_good(session: Session, certificate: x509.Certificate) -> bool:
-    # One primary-key read per signature: a signer revoked by another worker stops at once.
-    status = session.execute(
-        select(IssuedCertificate.status).where(IssuedCertificate.serial_hex == format(certificate.serial_number, "x"))
-    ).scalar_one_or_none()
-    return status == "good"
+def _still_good(session: Session, pki: Pki, certificate: x509.Certificate) -> bool:
+    # A primary-key read at most every couple of seconds, so a signer revoked by another
+    # worker (``cloudseal pki rotate-ocsp-signer``) stops signing within that time.
+    # It goes to the read engine: on SQLite a first read in the session would take the write
+    # lock, and issuance signs before it writes precisely to keep that lock short.
+    statement = select(IssuedCertificate.status).where(
+        IssuedCertificate.serial_hex == format(certificate.serial_number, "x"))
+    if pki.read_engine is None:
+        return session.execute(statement).scalar_one_or_none() == "good"
+    with pki.read_engine.connect() as connection:
+        return connection.execute(statement).scalar_one_or_none() == "good"
 
 
 def responder_for(session: Session, pki: Pki, ca: CaLike) -> Responder | None:
     """Who signs responses about certificates of ``ca``; None when nobody can right now."""
     if ca.name == "issuing":
         cached = pki.cached_responder()
-        if isinstance(cached, Responder) and _still_good(session, cached.certificate):
-            return cached
+        if isinstance(cached, Responder):
+            if pki.responder_checked_recently():
+                return cached
+            if _still_good(session, pki, cached.certificate):
+                pki.mark_responder_checked()
+                return cached
         signer = current_ocsp_signer(session, pki)
         if signer is None or signer.key_label is None:
             return None

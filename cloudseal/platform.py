@@ -82,6 +82,7 @@ def build_platform(settings: Settings) -> Platform:
         organization=settings.organization,
         country=settings.country,
         policy_arc=settings.policy_arc,
+        read_engine=read_engine,
         crl_validity=dt.timedelta(hours=settings.crl_validity_hours),
         ocsp_validity=dt.timedelta(hours=settings.ocsp_validity_hours),
     )
