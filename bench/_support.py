@@ -5,6 +5,9 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing import Barrier, Process
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +33,21 @@ def fresh_platform(database_url: str | None = None, *, public_url: str = "http:/
     with session_scope(platform.engine) as session:
         bootstrap(session, platform.pki)
     return platform, workdir
+
+
+def timed_processes(target: Callable[..., None], per_process_args: list[tuple]) -> float:
+    """Start one process per argument tuple, release them together, return the seconds until
+    all have finished. ``target`` receives the tuple's items and then a Barrier to wait on
+    once warmed up."""
+    ready = Barrier(len(per_process_args) + 1)
+    workers = [Process(target=target, args=(*args, ready)) for args in per_process_args]
+    for worker in workers:
+        worker.start()
+    ready.wait()
+    started = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    return time.perf_counter() - started
 
 
 def percentile(values: list[float], fraction: float) -> float:

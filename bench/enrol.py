@@ -12,10 +12,9 @@ import argparse
 import base64
 import json
 import random
-import time
-from multiprocessing import Barrier, Process
+from multiprocessing.synchronize import Barrier
 
-from _support import fresh_platform, report
+from _support import fresh_platform, report, timed_processes
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
@@ -93,16 +92,8 @@ def main() -> None:
     for id_number in ids[-10:]:
         enrol_one(platform, warm_officer, id_number, device)
     share = args.count // args.processes
-    ready = Barrier(args.processes + 1)
-    workers = [Process(target=_worker, args=(platform.settings, f"B{n:03d}", ids[n * share:(n + 1) * share], ready))
-               for n in range(args.processes)]
-    for w in workers:
-        w.start()
-    ready.wait()
-    started = time.perf_counter()
-    for w in workers:
-        w.join()
-    elapsed = time.perf_counter() - started
+    elapsed = timed_processes(_worker, [(platform.settings, f"B{n:03d}", ids[n * share:(n + 1) * share])
+                                        for n in range(args.processes)])
     report("bench/enrol.py complete enrolments", share * args.processes / elapsed, TARGET, "enrolments/s",
            f"({share * args.processes} in {elapsed:.2f}s, {args.processes} processes, "
            f"{platform.settings.database_url.split(':')[0]})")

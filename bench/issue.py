@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
-from multiprocessing import Barrier, Process
+from multiprocessing.synchronize import Barrier
 
-from _support import fresh_platform, report
+from _support import fresh_platform, report, timed_processes
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -90,16 +90,8 @@ def _worker(settings: Settings, start: int, count: int, ready: Barrier) -> None:
 
 def run_processes(settings: Settings, count: int, processes: int) -> None:
     """Issue ``count`` certificates split over ``processes`` processes on one database."""
-    ready = Barrier(processes + 1)
     share = count // processes
-    workers = [Process(target=_worker, args=(settings, n * share, share, ready)) for n in range(processes)]
-    for w in workers:
-        w.start()
-    ready.wait()
-    started = time.perf_counter()
-    for w in workers:
-        w.join()
-    elapsed = time.perf_counter() - started
+    elapsed = timed_processes(_worker, [(settings, n * share, share) for n in range(processes)])
     report("bench/issue.py certificates issued", share * processes / elapsed, TARGET, "certs/s",
            f"({share * processes} in {elapsed:.2f}s, {processes} processes, {settings.database_url.split(':')[0]})")
 

@@ -20,19 +20,11 @@ from tests.conftest import bearer
 from tests.ra.factories import (
     NATIONAL_IDS,
     Phone,
-    create_broker,
     enrol_and_activate,
     enrolment_body,
     latest_activation,
     officer,
 )
-
-
-@pytest.fixture
-def brokers(client: TestClient, platform: Platform) -> None:
-    create_broker(client, platform, "B001")
-    create_broker(client, platform, "B002")
-    create_broker(client, platform, "B003", dual_control=True)
 
 
 def count(platform: Platform, model: type) -> int:

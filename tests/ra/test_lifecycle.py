@@ -24,18 +24,11 @@ from tests.conftest import bearer
 from tests.interop.conftest import require_tool
 from tests.ra.factories import (
     Phone,
-    create_broker,
     enrol_and_activate,
     enrolment_body,
     officer,
 )
 from tests.support.servers import LiveServer
-
-
-@pytest.fixture
-def brokers(client: TestClient, platform: Platform) -> None:
-    create_broker(client, platform, "B001")
-    create_broker(client, platform, "B002")
 
 
 def credential(platform: Platform) -> Credential:
