@@ -27,8 +27,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python bench/issue.py
+	$(BIN)/python bench/issue.py --processes 2
 	$(BIN)/python bench/ocsp.py
+	$(BIN)/python bench/enrol.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
