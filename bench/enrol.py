@@ -52,9 +52,11 @@ def enrol_one(platform: Platform, officer: Actor, id_number: str, device: ec.Ell
             id_number=id_number, name="Bench Investor", birth_date=None, contact_channel="sms:+886900000000",
             accounts=[f"ACC-{id_number}"], proofing="bench").id
     with session_scope(platform.engine) as session:
-        service.approve_enrolment(session, actor=officer, enrolment_id=enrolment_id)
+        _, code = service.approve_enrolment(session, actor=officer, enrolment_id=enrolment_id)
         payload = json.loads(session.execute(
-            select(OutboxMessage.payload).order_by(OutboxMessage.id.desc()).limit(1)).scalar_one())
+            select(OutboxMessage.payload).where(OutboxMessage.enrolment_id == enrolment_id)
+            .order_by(OutboxMessage.id.desc()).limit(1)).scalar_one())
+        payload["code"] = code
     der = device.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     message = devices.activation_message(payload["activation_id"], ra_secrets.normalise_code(payload["code"]), der)
     with session_scope(platform.engine) as session:

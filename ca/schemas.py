@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from core.validation import Text64
 
 # X.520 upper bounds; printable: the PrintableString alphabet (serialNumber, countryName).
 _PRINTABLE = r"^[A-Za-z0-9 '()+,\-./:=?]+$"
 
 
-def _no_control_characters(value: str) -> str:
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
-        raise ValueError("control characters are not allowed")
-    if value != value.strip():
-        raise ValueError("leading or trailing spaces are not allowed")
-    return value
-
-
-DirectoryString = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_no_control_characters)]
+DirectoryString = Text64
 
 
 class SubjectIn(BaseModel):

@@ -199,6 +199,18 @@ def _lock_certificate(session: Session, serial: str) -> IssuedCertificate:
     return row
 
 
+def _refuse_managed(row: IssuedCertificate, managed_ok: bool) -> None:
+    """The hierarchy and OCSP signer change through the PKI commands; an investor's
+    HSM-held credential through the RA, which keeps its credential state in step."""
+    if managed_ok:
+        return
+    if row.profile in MANAGED_PROFILES:
+        raise Conflict(f"{row.profile} certificates are managed by the platform (cloudseal pki …)",
+                       code="not_revocable")
+    if row.profile == "investor_signing" and row.key_label is not None:
+        raise Conflict("this investor credential is managed by the RA (/ra/investors/…)", code="managed_by_ra")
+
+
 def revoke_certificate(
     session: Session,
     pki: Pki,
@@ -225,9 +237,7 @@ def revoke_certificate(
     if invalidity_date is not None and invalidity_date.tzinfo is None:
         raise BadRequest("invalidity_date needs a time zone", code="invalid_date")
     row = _lock_certificate(session, serial)
-    if row.profile in MANAGED_PROFILES and not managed_ok:
-        raise Conflict(f"{row.profile} certificates are managed by the platform (cloudseal pki …)",
-                       code="not_revocable")
+    _refuse_managed(row, managed_ok)
     if row.status == STATUS_REVOKED:
         raise Conflict(f"certificate {row.serial_hex} is already revoked", code="already_revoked")
     if row.status == STATUS_ON_HOLD and flag is x509.ReasonFlags.certificate_hold:
@@ -252,9 +262,11 @@ def revoke_certificate(
     return row
 
 
-def release_hold(session: Session, pki: Pki, *, actor: Actor, serial: str) -> IssuedCertificate:
+def release_hold(session: Session, pki: Pki, *, actor: Actor, serial: str,
+                 managed_ok: bool = False) -> IssuedCertificate:
     """Take a certificate off hold: it is good again and leaves the next CRL."""
     row = _lock_certificate(session, serial)
+    _refuse_managed(row, managed_ok)
     if row.status != STATUS_ON_HOLD:
         raise Conflict(f"certificate {row.serial_hex} is not on hold", code="not_on_hold")
     row.status = STATUS_GOOD

@@ -36,6 +36,14 @@ _INSERT_EVENT = insert(_events)
 _SET_HEAD_HASH = update(_head).where(_head.c.id == _HEAD_ID).values(last_hash=bindparam("new_hash"))
 
 
+def _printable(value: str | None, limit: int) -> Any:
+    # Audit fields often echo what a caller typed (a username, a client id): keep them
+    # storable (no NUL for PostgreSQL, no control characters) and within the column size.
+    if value is None:
+        return None
+    return "".join(c if c.isprintable() else "\ufffd" for c in value)[:limit]
+
+
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -93,6 +101,8 @@ def record(
     connection = session.connection()
     seq, prev_hash = connection.execute(_BUMP_HEAD).one()
     occurred_at = utcnow()
+    actor, tenant, action = _printable(actor, 200), _printable(tenant, 200), _printable(action, 100)
+    object_type, object_id, outcome = _printable(object_type, 100), _printable(object_id, 200), _printable(outcome, 50)
     details_json = _canonical(details or {})
     entry_hash = entry_digest(
         seq=seq, occurred_at=occurred_at, actor=actor, tenant=tenant, action=action,

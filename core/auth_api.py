@@ -119,6 +119,9 @@ def _grant(session: Session, request: Request, grant_type: str | None, *,
            client_id: str | None, client_secret: str | None) -> accounts.IssuedTokens:
     mint: accounts.Mint = request.app.state.mint_token
     ttl = dt.timedelta(seconds=request.app.state.settings.jwt_ttl_seconds)
+    for value in (username, refresh_token, client_id):
+        if value is not None and not value.isprintable():
+            raise BadRequest("parameters must not contain control characters", code="invalid_request")
     if grant_type == "password":
         _require(username=username, password=password)
         user = accounts.authenticate_password(session, username=username, password=password)  # type: ignore[arg-type]

@@ -8,12 +8,13 @@ from typing import Annotated
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlmodel import Session
 
 from ca.context import Pki
 from core.auth import Actor, Role, require_role
 from core.db import committing_refusals
+from core.validation import DB_ID_MAX
 from core.errors import Conflict, NotFound
 from core.web import ActorDep, SessionDep
 from ra import credentials, devices, queries, service
@@ -59,6 +60,7 @@ def get_pki(request: Request) -> Pki:
 
 
 PkiDep = Annotated[Pki, Depends(get_pki)]
+DbId = Annotated[int, Path(ge=1, le=DB_ID_MAX)]
 
 
 def _enrolment_out(enrolment: Enrolment) -> EnrolmentOut:
@@ -84,7 +86,8 @@ def create_broker(body: BrokerIn, session: SessionDep, actor: ActorDep) -> Broke
 
 
 @ra_router.get("/brokers/{code}", response_model=BrokerOut, summary="A broker (operator or its own staff)")
-def show_broker(code: str, session: SessionDep, actor: ActorDep) -> BrokerOut:
+def show_broker(code: Annotated[str, Path(pattern=r"^[A-Z0-9]{2,16}$")], session: SessionDep,
+                actor: ActorDep) -> BrokerOut:
     if actor.role is not Role.OPERATOR and actor.tenant != code:
         raise NotFound(f"no broker {code!r}", code="unknown_broker")
     broker = service.get_broker(session, code)
@@ -106,30 +109,40 @@ def submit(body: EnrolmentIn, request: Request, session: SessionDep, actor: Acto
 
 
 @ra_router.get("/enrolments/{enrolment_id}", response_model=EnrolmentOut, summary="An enrolment")
-def show_enrolment(enrolment_id: int, session: SessionDep, actor: ActorDep) -> EnrolmentOut:
+def show_enrolment(enrolment_id: DbId, session: SessionDep, actor: ActorDep) -> EnrolmentOut:
     return _enrolment_out(service.get_enrolment(session, actor, enrolment_id))
 
 
 @ra_router.post("/enrolments/{enrolment_id}/approve", response_model=ApprovalOut, summary="Approve an enrolment")
-def approve(enrolment_id: int, session: SessionDep, actor: ActorDep) -> ApprovalOut:
+def approve(enrolment_id: DbId, session: SessionDep, actor: ActorDep) -> ApprovalOut:
     require_role(actor, Role.RA_OFFICER, Role.OPERATOR)
-    enrolment, code = service.approve_enrolment(session, actor=actor, enrolment_id=enrolment_id)
+    with committing_refusals(session):
+        enrolment, code = service.approve_enrolment(session, actor=actor, enrolment_id=enrolment_id)
     session.commit()
     return ApprovalOut(**_enrolment_out(enrolment).model_dump(), activation_code_sent=code is not None)
+
+
+@ra_router.post("/enrolments/{enrolment_id}/reissue-code", response_model=EnrolmentOut,
+                summary="Send a new activation code (the last one expired, was locked or got lost)")
+def reissue_code(enrolment_id: DbId, session: SessionDep, actor: ActorDep) -> EnrolmentOut:
+    require_role(actor, Role.RA_OFFICER, Role.OPERATOR)
+    enrolment = service.reissue_code(session, actor=actor, enrolment_id=enrolment_id)
+    session.commit()
+    return _enrolment_out(enrolment)
 
 
 # Investors -------------------------------------------------------------------------------------
 
 @ra_router.get("/investors", response_model=InvestorPage, summary="List and search the caller's investors")
 def list_investors(request: Request, session: SessionDep, actor: ActorDep,
-                   q: Annotated[str | None, Query(max_length=100)] = None,
-                   offset: Annotated[int, Query(ge=0)] = 0,
+                   q: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
+                   offset: Annotated[int, Query(ge=0, le=DB_ID_MAX)] = 0,
                    limit: Annotated[int, Query(ge=1, le=200)] = 50) -> InvestorPage:
     return queries.search_investors(session, request.app.state.pki.keystore, actor, query=q, offset=offset, limit=limit)
 
 
 @ra_router.get("/investors/{investor_id}", response_model=InvestorOut, summary="An investor")
-def show_investor(investor_id: int, session: SessionDep, actor: ActorDep) -> InvestorOut:
+def show_investor(investor_id: DbId, session: SessionDep, actor: ActorDep) -> InvestorOut:
     require_role(actor, Role.RA_OFFICER, Role.OPERATOR, Role.AUDITOR)
     return queries.investor_view(session, actor, service.visible_investor(session, actor, investor_id))
 
@@ -144,7 +157,7 @@ def _officer_credential(session: Session, actor: Actor, investor_id: int) -> tup
 
 
 @ra_router.post("/investors/{investor_id}/revoke", response_model=InvestorOut, summary="Revoke the credential")
-def revoke(investor_id: int, body: RevokeIn, session: SessionDep, pki: PkiDep, actor: ActorDep) -> InvestorOut:
+def revoke(investor_id: DbId, body: RevokeIn, session: SessionDep, pki: PkiDep, actor: ActorDep) -> InvestorOut:
     investor, credential = _officer_credential(session, actor, investor_id)
     credentials.revoke_credential(session, pki, actor=actor, credential=credential, reason=body.reason)
     session.commit()
@@ -152,7 +165,7 @@ def revoke(investor_id: int, body: RevokeIn, session: SessionDep, pki: PkiDep, a
 
 
 @ra_router.post("/investors/{investor_id}/suspend", response_model=InvestorOut, summary="Suspend (certificateHold)")
-def suspend(investor_id: int, session: SessionDep, pki: PkiDep, actor: ActorDep) -> InvestorOut:
+def suspend(investor_id: DbId, session: SessionDep, pki: PkiDep, actor: ActorDep) -> InvestorOut:
     investor, credential = _officer_credential(session, actor, investor_id)
     credentials.suspend_credential(session, pki, actor=actor, credential=credential)
     session.commit()
@@ -160,7 +173,7 @@ def suspend(investor_id: int, session: SessionDep, pki: PkiDep, actor: ActorDep)
 
 
 @ra_router.post("/investors/{investor_id}/resume", response_model=InvestorOut, summary="Resume a suspended credential")
-def resume(investor_id: int, session: SessionDep, pki: PkiDep, actor: ActorDep) -> InvestorOut:
+def resume(investor_id: DbId, session: SessionDep, pki: PkiDep, actor: ActorDep) -> InvestorOut:
     investor, credential = _officer_credential(session, actor, investor_id)
     credentials.resume_credential(session, pki, actor=actor, credential=credential)
     session.commit()
@@ -168,7 +181,7 @@ def resume(investor_id: int, session: SessionDep, pki: PkiDep, actor: ActorDep) 
 
 
 @ra_router.post("/investors/{investor_id}/unblock", response_model=InvestorOut, summary="Unblock a locked PIN")
-def unblock(investor_id: int, session: SessionDep, actor: ActorDep) -> InvestorOut:
+def unblock(investor_id: DbId, session: SessionDep, actor: ActorDep) -> InvestorOut:
     investor, credential = _officer_credential(session, actor, investor_id)
     credentials.unblock_pin(session, actor=actor, credential=credential)
     session.commit()
@@ -177,7 +190,7 @@ def unblock(investor_id: int, session: SessionDep, actor: ActorDep) -> InvestorO
 
 @ra_router.post("/investors/{investor_id}/device-replacement", response_model=EnrolmentOut, status_code=201,
                 summary="Start a device replacement (approved like an enrolment)")
-def device_replacement(investor_id: int, body: DeviceReplacementIn, session: SessionDep, actor: ActorDep) -> EnrolmentOut:
+def device_replacement(investor_id: DbId, body: DeviceReplacementIn, session: SessionDep, actor: ActorDep) -> EnrolmentOut:
     require_role(actor, Role.RA_OFFICER, Role.OPERATOR)
     enrolment = service.request_device_replacement(session, actor=actor, investor_id=investor_id, proofing=body.proofing)
     session.commit()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from sqlalchemy import event, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from ca import service as ca_service
@@ -35,6 +36,7 @@ from ra.devices import (
     verify_device_signature,
 )
 from ra.models import ActivationCode, Credential, Enrolment, Investor
+from ra.service import wipe_codes
 
 MAX_ACTIVATION_ATTEMPTS = 5
 MAX_PIN_FAILURES = 5
@@ -112,16 +114,17 @@ def redeem_activation(
     if activation.used_at is not None:
         raise Conflict("this activation code was already used", code="activation_used")
     if activation.attempts >= MAX_ACTIVATION_ATTEMPTS:
-        raise CommittedRefusal("too many wrong codes: ask the broker for a new one",
-                               code="activation_locked", status_code=403)
+        raise _activation_refused(session, activation, CommittedRefusal(
+            "too many wrong codes: ask the broker for a new one", code="activation_locked", status_code=403))
     if activation.expires_at <= utcnow():
-        raise BadRequest("the activation code has expired", code="activation_expired")
+        raise BadRequest("the activation code has expired: ask the broker for a new one", code="activation_expired")
     if not hmac.compare_digest(activation.code_hash, ra_secrets.code_digest(code)):
         session.execute(update(ActivationCode).where(ActivationCode.id == activation.id)
                         .values(attempts=ActivationCode.attempts + 1))
-        raise CommittedRefusal("the activation code is wrong", code="invalid_activation_code", status_code=400)
+        raise _activation_refused(session, activation, CommittedRefusal(
+            "the activation code is wrong", code="invalid_activation_code", status_code=400))
     enrolment = session.get(Enrolment, activation.enrolment_id)
-    investor = session.get(Investor, enrolment.investor_id) if enrolment else None
+    investor = session.get(Investor, enrolment.investor_id) if enrolment and enrolment.investor_id else None
     if enrolment is None or investor is None:
         raise NotFound("no such activation", code="unknown_activation")
     device_key = load_device_key(device_public_key)
@@ -158,10 +161,20 @@ def redeem_activation(
         session.add(credential)
         action = "credential.activate"
     session.execute(update(Enrolment).where(Enrolment.id == enrolment.id).values(status="activated"))
-    session.flush()
+    wipe_codes(session, enrolment.id or 0)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # another code of the same investor was redeemed at the same moment
+        raise Conflict("the investor already holds a credential", code="credential_exists") from exc
     audit.record(session, actor=actor_label, tenant=enrolment.broker_code, action=action,
                  object_type="credential", object_id=credential.credential_id)
     return Activated(credential.credential_id, investor.reference, certificate_der)
+
+
+def _activation_refused(session: Session, activation: ActivationCode, refusal: CommittedRefusal) -> CommittedRefusal:
+    audit.record(session, actor="anonymous", action="activation.redeem", object_type="enrolment",
+                 object_id=str(activation.enrolment_id), outcome="failure", details={"reason": refusal.code})
+    return refusal
 
 
 def _current_or_none(session: Session, investor_id: int) -> Credential | None:
@@ -206,10 +219,13 @@ def verify_pin(session: Session, pki: Pki, credential: Credential, pin: str) -> 
         update(Credential).where(Credential.id == credential.id)
         .values(pin_failures=Credential.pin_failures + 1).returning(Credential.pin_failures)
     ).scalar_one()
-    if failures >= MAX_PIN_FAILURES:
+    locked = failures >= MAX_PIN_FAILURES
+    if locked:
         session.execute(update(Credential).where(Credential.id == credential.id).values(locked_at=utcnow()))
-        audit.record(session, actor="system", action="credential.pin_locked", object_type="credential",
-                     object_id=credential.credential_id, outcome="failure")
+    audit.record(session, actor=f"credential:{credential.credential_id}", action="credential.pin_check",
+                 object_type="credential", object_id=credential.credential_id, outcome="failure",
+                 details={"failures": failures, "locked": locked})
+    if locked:
         raise CommittedRefusal("wrong PIN; the PIN is now locked", code="pin_locked", status_code=403)
     raise CommittedRefusal(f"wrong PIN ({MAX_PIN_FAILURES - failures} tries left)", code="wrong_pin", status_code=401)
 
@@ -242,7 +258,8 @@ def revoke_credential(session: Session, pki: Pki, *, actor: Actor, credential: C
         raise BadRequest("use suspension for certificateHold", code="invalid_reason")
     if credential.status in ("revoked", "superseded"):
         raise Conflict("the credential is already revoked", code="already_revoked")
-    ca_service.revoke_certificate(session, pki, actor=actor, serial=credential.certificate_serial or "", reason=reason)
+    ca_service.revoke_certificate(session, pki, actor=actor, serial=credential.certificate_serial or "", reason=reason,
+                                  managed_ok=True)
     credential.status, credential.current = "revoked", None
     session.add(credential)
     session.flush()
@@ -256,7 +273,7 @@ def suspend_credential(session: Session, pki: Pki, *, actor: Actor, credential: 
     if credential.status != "active":
         raise Conflict(f"the credential is {credential.status}", code="not_active")
     ca_service.revoke_certificate(session, pki, actor=actor, serial=credential.certificate_serial or "",
-                                  reason="certificateHold")
+                                  reason="certificateHold", managed_ok=True)
     credential.status = "suspended"
     session.add(credential)
     session.flush()
@@ -268,7 +285,7 @@ def resume_credential(session: Session, pki: Pki, *, actor: Actor, credential: C
     """Release the hold: the certificate is good again."""
     if credential.status != "suspended":
         raise Conflict("the credential is not suspended", code="not_suspended")
-    ca_service.release_hold(session, pki, actor=actor, serial=credential.certificate_serial or "")
+    ca_service.release_hold(session, pki, actor=actor, serial=credential.certificate_serial or "", managed_ok=True)
     credential.status = "active"
     session.add(credential)
     session.flush()
@@ -289,7 +306,7 @@ def renew_credential(session: Session, pki: Pki, *, actor: Actor, credential: Cr
     credential.key_label, credential.certificate_serial = label, serial
     session.add(credential)
     session.flush()
-    ca_service.revoke_certificate(session, pki, actor=actor, serial=old_serial, reason="superseded")
+    ca_service.revoke_certificate(session, pki, actor=actor, serial=old_serial, reason="superseded", managed_ok=True)
     _destroy_after(session, pki.keystore, old_label, on="commit")
     audit.record(session, actor=actor.label, tenant=actor.tenant, action="credential.renew",
                  object_type="credential", object_id=credential.credential_id,

@@ -10,7 +10,7 @@ import re
 import secrets
 import uuid
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import update
@@ -31,6 +31,8 @@ def load_device_key(encoded: str) -> ec.EllipticCurvePublicKey:
             key = serialization.load_pem_public_key(encoded.encode())
         else:
             key = serialization.load_der_public_key(base64.b64decode(encoded, validate=True))
+    except UnsupportedAlgorithm as exc:
+        raise BadRequest("the device key must be ECDSA P-256", code="unsupported_device_key") from exc
     except (ValueError, TypeError, binascii.Error) as exc:
         raise BadRequest("device_public_key is not a public key", code="malformed_device_key") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):

@@ -61,9 +61,18 @@ class Enrolment(SQLModel, table=True):
     __tablename__ = "ra_enrolment"
 
     id: int | None = Field(default=None, primary_key=True)
-    investor_id: int = Field(foreign_key="ra_investor.id", index=True)
+    investor_id: int | None = Field(default=None, foreign_key="ra_investor.id", index=True,
+                                    description="set on approval (device replacement: at once)")
     broker_code: str = Field(foreign_key="ra_broker.code", max_length=16, index=True)
     purpose: str = Field(default="enrolment", max_length=32, description="enrolment or device_replacement")
+    # The identity as this broker proofed it; it becomes (or must match) the investor only
+    # when an officer approves, so an unapproved submission changes nothing shared.
+    id_kind: str | None = Field(default=None, max_length=20)
+    id_hmac: str | None = Field(default=None, max_length=64, index=True)
+    id_masked: str | None = Field(default=None, max_length=16)
+    name: str | None = Field(default=None, max_length=200)
+    birth_date: dt.date | None = None
+    contact_channel: str | None = Field(default=None, max_length=200)
     accounts: str = Field(sa_column=Column(Text, nullable=False), description="JSON list of account numbers")
     proofing: str = Field(max_length=200, description="how identity was proofed")
     status: str = Field(default="pending", max_length=16, index=True)
@@ -93,9 +102,12 @@ class OutboxMessage(SQLModel, table=True):
     __tablename__ = "ra_outbox"
 
     id: int | None = Field(default=None, primary_key=True)
+    enrolment_id: int | None = Field(default=None, foreign_key="ra_enrolment.id", index=True)
     recipient: str = Field(max_length=200)
     kind: str = Field(max_length=50)
     payload: str = Field(sa_column=Column(Text, nullable=False), description="JSON")
+    secret: str | None = Field(default=None, max_length=64,
+                               description="the activation code in clear, until redeemed, replaced or expired")
     created_at: dt.datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     delivered_at: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
 

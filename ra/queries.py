@@ -48,9 +48,11 @@ def search_investors(session: Session, keystore: KeyStore, actor: Actor, *, quer
             select(BrokerAccount.investor_id).where(BrokerAccount.broker_code == actor.tenant)))
     if query:
         text = query.strip()
+        own_accounts = select(BrokerAccount.investor_id).where(BrokerAccount.account_number == text)
+        if actor.role is Role.RA_OFFICER:  # another broker's account numbers must not be confirmable
+            own_accounts = own_accounts.where(BrokerAccount.broker_code == actor.tenant)
         conditions = [Investor.name.contains(text), Investor.reference == text.upper(),  # type: ignore[attr-defined]
-                      Investor.id.in_(select(BrokerAccount.investor_id)  # type: ignore[union-attr]
-                                      .where(BrokerAccount.account_number == text))]
+                      Investor.id.in_(own_accounts)]  # type: ignore[union-attr]
         for kind in IdentityKind:
             try:
                 identity = parse_identity(kind, text)

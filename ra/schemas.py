@@ -6,6 +6,8 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.validation import Description200, PastDate, Text32, Text200
+
 from ra.identity import IdentityKind
 
 
@@ -15,7 +17,7 @@ class _Strict(BaseModel):
 
 class BrokerIn(_Strict):
     code: str = Field(pattern=r"^[A-Z0-9]{2,16}$", description="the broker's market code")
-    name: str = Field(min_length=1, max_length=200)
+    name: Text200
     dual_control: bool = False
 
 
@@ -29,19 +31,21 @@ class BrokerOut(BaseModel):
 class EnrolmentIn(_Strict):
     """An identity-proofed investor, as the RA officer submits them."""
 
-    broker_code: str | None = Field(default=None, description="operators only; officers act for their broker")
+    broker_code: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,16}$",
+                                    description="operators only; officers act for their broker")
     id_kind: IdentityKind = IdentityKind.NATIONAL_ID
-    id_number: str = Field(min_length=8, max_length=10, description="national ID or unified business number")
-    name: str = Field(min_length=1, max_length=200)
-    birth_date: dt.date | None = None
-    contact_channel: str = Field(min_length=3, max_length=200, description="where the activation code goes")
-    accounts: list[str] = Field(min_length=1, max_length=20, description="account numbers at this broker")
-    proofing: str = Field(min_length=3, max_length=200, description="how identity was proofed")
+    id_number: str = Field(min_length=8, max_length=10, pattern=r"^[A-Za-z0-9 ]+$",
+                           description="national ID or unified business number")
+    name: Text200
+    birth_date: PastDate | None = None
+    contact_channel: Description200 = Field(description="where the activation code goes")
+    accounts: list[Text32] = Field(min_length=1, max_length=20, description="account numbers at this broker")
+    proofing: Description200 = Field(description="how identity was proofed")
 
 
 class EnrolmentOut(BaseModel):
     enrolment_id: int
-    investor_id: int
+    investor_id: int | None = Field(description="known once approved")
     broker_code: str
     purpose: str
     status: str = Field(description="pending, approved, linked (no code needed), activated")
@@ -54,7 +58,7 @@ class ApprovalOut(EnrolmentOut):
 
 
 class DeviceReplacementIn(_Strict):
-    proofing: str = Field(min_length=3, max_length=200)
+    proofing: Description200
 
 
 class AccountLinkOut(BaseModel):
@@ -90,19 +94,24 @@ class InvestorPage(BaseModel):
     limit: int
 
 
+END_ENTITY_REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded",
+                      "cessationOfOperation", "privilegeWithdrawn")
+
+
 class RevokeIn(_Strict):
-    reason: str = Field(default="unspecified", max_length=32, description="RFC 5280 reason name")
+    reason: str = Field(default="unspecified", pattern="^(" + "|".join(END_ENTITY_REASONS) + ")$",
+                        description="RFC 5280 reason name (end-entity reasons)")
 
 
 class RedeemIn(_Strict):
     """What the app sends to redeem its activation code."""
 
-    activation_id: str = Field(min_length=1, max_length=64)
-    code: str = Field(min_length=1, max_length=64)
+    activation_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")
+    code: str = Field(min_length=1, max_length=64, repr=False)
     device_public_key: str = Field(min_length=1, max_length=4096, description="P-256 SPKI, base64 DER or PEM")
     device_signature: str = Field(min_length=1, max_length=512,
                                   description="ECDSA-SHA256 (base64 DER) over the activation message")
-    pin: str = Field(min_length=1, max_length=32)
+    pin: str = Field(min_length=1, max_length=32, repr=False)
 
 
 class ActivatedOut(BaseModel):
@@ -111,8 +120,11 @@ class ActivatedOut(BaseModel):
     certificate_chain: list[str] = Field(description="PEM, end-entity first, then issuing and root CA")
 
 
+_ID = r"^[0-9a-f]{1,64}$"
+
+
 class ChallengeIn(_Strict):
-    credential_id: str = Field(min_length=1, max_length=64)
+    credential_id: str = Field(pattern=_ID)
 
 
 class ChallengeOut(BaseModel):
@@ -122,23 +134,23 @@ class ChallengeOut(BaseModel):
 
 
 class DeviceProof(_Strict):
-    credential_id: str = Field(min_length=1, max_length=64)
-    challenge_id: str = Field(min_length=1, max_length=64)
+    credential_id: str = Field(pattern=_ID)
+    challenge_id: str = Field(pattern=_ID)
     device_signature: str = Field(min_length=1, max_length=512)
 
 
 class PinChangeIn(DeviceProof):
-    old_pin: str = Field(min_length=1, max_length=32)
-    new_pin: str = Field(min_length=1, max_length=32)
+    old_pin: str = Field(min_length=1, max_length=32, repr=False)
+    new_pin: str = Field(min_length=1, max_length=32, repr=False)
 
 
 class AppRevokeIn(DeviceProof):
-    pin: str = Field(min_length=1, max_length=32)
-    reason: str = Field(default="unspecified", max_length=32)
+    pin: str = Field(min_length=1, max_length=32, repr=False)
+    reason: str = Field(default="unspecified", pattern="^(" + "|".join(END_ENTITY_REASONS) + ")$")
 
 
 class AppRenewIn(DeviceProof):
-    pin: str = Field(min_length=1, max_length=32)
+    pin: str = Field(min_length=1, max_length=32, repr=False)
 
 
 class CredentialStateOut(BaseModel):

@@ -52,15 +52,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('id_hmac'),
     sa.UniqueConstraint('reference')
     )
-    op.create_table('ra_outbox',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('recipient', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
-    sa.Column('payload', sa.Text(), nullable=False),
-    sa.Column('created_at', core.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('delivered_at', core.db.UTCDateTime(timezone=True), nullable=True),
-    sa.PrimaryKeyConstraint('id')
-    )
     op.create_table('ra_broker_account',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('investor_id', sa.Integer(), nullable=False),
@@ -102,9 +93,15 @@ def upgrade() -> None:
 
     op.create_table('ra_enrolment',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('investor_id', sa.Integer(), nullable=False),
+    sa.Column('investor_id', sa.Integer(), nullable=True),
     sa.Column('broker_code', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('purpose', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('id_kind', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
+    sa.Column('id_hmac', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('id_masked', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('birth_date', sa.Date(), nullable=True),
+    sa.Column('contact_channel', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('accounts', sa.Text(), nullable=False),
     sa.Column('proofing', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
@@ -118,6 +115,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('ra_enrolment', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_ra_enrolment_broker_code'), ['broker_code'], unique=False)
+        batch_op.create_index(batch_op.f('ix_ra_enrolment_id_hmac'), ['id_hmac'], unique=False)
         batch_op.create_index(batch_op.f('ix_ra_enrolment_investor_id'), ['investor_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_ra_enrolment_status'), ['status'], unique=False)
 
@@ -134,13 +132,33 @@ def upgrade() -> None:
     sa.UniqueConstraint('enrolment_id'),
     sa.UniqueConstraint('public_id')
     )
+    op.create_table('ra_outbox',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('enrolment_id', sa.Integer(), nullable=True),
+    sa.Column('recipient', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
+    sa.Column('payload', sa.Text(), nullable=False),
+    sa.Column('secret', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('created_at', core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('delivered_at', core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['enrolment_id'], ['ra_enrolment.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('ra_outbox', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ra_outbox_enrolment_id'), ['enrolment_id'], unique=False)
+
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('ra_outbox', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ra_outbox_enrolment_id'))
+
+    op.drop_table('ra_outbox')
     op.drop_table('ra_activation_code')
     with op.batch_alter_table('ra_enrolment', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ra_enrolment_status'))
         batch_op.drop_index(batch_op.f('ix_ra_enrolment_investor_id'))
+        batch_op.drop_index(batch_op.f('ix_ra_enrolment_id_hmac'))
         batch_op.drop_index(batch_op.f('ix_ra_enrolment_broker_code'))
 
     op.drop_table('ra_enrolment')
@@ -154,7 +172,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_ra_broker_account_broker_code'))
 
     op.drop_table('ra_broker_account')
-    op.drop_table('ra_outbox')
     op.drop_table('ra_investor')
     op.drop_table('ra_broker')
     with op.batch_alter_table('ra_app_challenge', schema=None) as batch_op:

@@ -45,8 +45,9 @@ def enrolment_body(id_number: str = "A123456789", accounts: list[str] | None = N
 def latest_activation(platform: Platform) -> dict[str, str]:
     """What the delivery worker would send: read from the outbox, as the test of delivery."""
     with session_scope(platform.engine) as session:
-        message = session.execute(select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(1)).scalar_one()
-        return json.loads(message.payload)
+        message = session.execute(select(OutboxMessage).where(OutboxMessage.kind == "activation_code")
+                                  .order_by(OutboxMessage.id.desc()).limit(1)).scalar_one()
+        return {**json.loads(message.payload), "code": message.secret}
 
 
 @dataclass
@@ -96,4 +97,4 @@ def enrol_and_activate(client: TestClient, platform: Platform, *, broker: str = 
     phone = Phone()
     redeemed = phone.redeem(client, latest_activation(platform), pin)
     assert redeemed.status_code == 201, redeemed.text
-    return submitted.json()["investor_id"], phone
+    return approved.json()["investor_id"], phone

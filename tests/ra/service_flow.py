@@ -28,8 +28,9 @@ def activated_credential(platform: Platform, broker: str = "B001", id_number: st
     with session_scope(platform.engine) as session:
         service.approve_enrolment(session, actor=officer, enrolment_id=enrolment_id)
     with session_scope(platform.engine) as session:
-        payload = json.loads(session.execute(
-            select(OutboxMessage.payload).order_by(OutboxMessage.id.desc()).limit(1)).scalar_one())
+        message = session.execute(select(OutboxMessage).where(OutboxMessage.kind == "activation_code")
+                                  .order_by(OutboxMessage.id.desc()).limit(1)).scalar_one()
+        payload = {**json.loads(message.payload), "code": message.secret}
     body = Phone().redeem_body(payload)
     with session_scope(platform.engine) as session:
         return credentials.redeem_activation(

@@ -71,9 +71,10 @@ def test_redeem_returns_the_chain_with_the_public_key_the_hsm_holds(client: Test
 def test_second_broker_links_an_account_to_the_same_identity(client: TestClient, platform: Platform, brokers: None) -> None:
     investor_id, _ = enrol_and_activate(client, platform)
     second = submit(client, platform, "B002", accounts=["B2-0001"])
-    assert second.json()["investor_id"] == investor_id
+    assert second.json()["investor_id"] is None  # nothing about the identity is revealed at submit
     approved = client.post(f"/ra/enrolments/{second.json()['enrolment_id']}/approve", headers=officer(platform, "B002"))
     assert approved.json()["status"] == "linked" and approved.json()["activation_code_sent"] is False
+    assert approved.json()["investor_id"] == investor_id
     assert count(platform, Investor) == 1 and count(platform, Credential) == 1
 
 
@@ -94,18 +95,28 @@ def test_concurrent_enrolment_by_two_brokers_yields_one_identity(any_platform: P
         for code in ("B001", "B002", "B003", "B004"):
             service.create_broker(session, actor=operator, code=code, name=code)
 
-    def enrol(broker: str) -> int:
+    def submit_one(broker: str) -> int:
         with session_scope(any_platform.engine) as session:
             return service.submit_enrolment(
                 session, any_platform.keystore, actor=Actor("o", Role.RA_OFFICER, broker), broker_code=None,
                 id_kind="national_id", id_number="F131104093", name="Lin", birth_date=None,
                 contact_channel="sms:+886900000000", accounts=[f"{broker}-9"], proofing="video call",
-            ).investor_id
+            ).id
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        investor_ids = set(pool.map(enrol, ["B001", "B002", "B003", "B004"]))
+    def approve(args: tuple[str, int]) -> int:
+        broker, enrolment_id = args
+        with session_scope(any_platform.engine) as session:
+            enrolment, _ = service.approve_enrolment(session, actor=Actor("o", Role.RA_OFFICER, broker),
+                                                     enrolment_id=enrolment_id)
+            return enrolment.investor_id
+
+    brokers = ["B001", "B002", "B003", "B004"]
+    enrolment_ids = [submit_one(b) for b in brokers]
+    with ThreadPoolExecutor(max_workers=4) as pool:  # the identity is created at approval
+        investor_ids = set(pool.map(approve, zip(brokers, enrolment_ids)))
     assert len(investor_ids) == 1
     assert count(any_platform, Investor) == 1 and count(any_platform, Enrolment) == 4
+    assert count(any_platform, ActivationCode) == 1  # one code; the others only link
 
 
 def test_self_approval_is_refused_under_dual_control(client: TestClient, platform: Platform, brokers: None) -> None:
