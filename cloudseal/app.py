@@ -17,6 +17,7 @@ from core.auth_api import auth_router
 from core.db import session_scope
 from core.settings import Settings, get_settings
 from core.web import BodyLimitMiddleware, install_error_handlers
+from ra import service as ra_service
 from ra.api import app_router as ra_app_router
 from ra.api import ra_router
 
@@ -29,6 +30,8 @@ def _refresh_loop(platform: Platform, stop: threading.Event) -> None:
         try:
             with session_scope(platform.engine) as session:
                 done = refresh(session, platform.pki)
+            with session_scope(platform.engine) as session:
+                ra_service.wipe_stale_codes(session)
             if done:
                 log.info("PKI refresh: %s", ", ".join(done))
         except Exception:  # keep the loop alive; the next round retries

@@ -14,8 +14,8 @@ from sqlmodel import Session
 from ca.context import Pki
 from core.auth import Actor, Role, require_role
 from core.db import committing_refusals
-from core.validation import DB_ID_MAX
 from core.errors import Conflict, NotFound
+from core.validation import DB_ID_MAX
 from core.web import ActorDep, SessionDep
 from ra import credentials, devices, queries, service
 from ra.models import Credential, Enrolment, Investor
@@ -38,6 +38,7 @@ from ra.schemas import (
     InvestorPage,
     PinChangeIn,
     RedeemIn,
+    RejectIn,
     RevokeIn,
 )
 
@@ -120,6 +121,22 @@ def approve(enrolment_id: DbId, session: SessionDep, actor: ActorDep) -> Approva
         enrolment, code = service.approve_enrolment(session, actor=actor, enrolment_id=enrolment_id)
     session.commit()
     return ApprovalOut(**_enrolment_out(enrolment).model_dump(), activation_code_sent=code is not None)
+
+
+@ra_router.get("/enrolments", response_model=list[EnrolmentOut], summary="The broker's enrolments")
+def list_enrolments(session: SessionDep, actor: ActorDep,
+                    status: Annotated[str | None, Query(pattern=r"^(pending|approved|linked|activated|rejected)$")] = None,
+                    offset: Annotated[int, Query(ge=0, le=DB_ID_MAX)] = 0,
+                    limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[EnrolmentOut]:
+    return [_enrolment_out(e) for e in service.list_enrolments(session, actor, status=status, offset=offset, limit=limit)]
+
+
+@ra_router.post("/enrolments/{enrolment_id}/reject", response_model=EnrolmentOut, summary="Reject a pending enrolment")
+def reject(enrolment_id: DbId, body: RejectIn, session: SessionDep, actor: ActorDep) -> EnrolmentOut:
+    require_role(actor, Role.RA_OFFICER, Role.OPERATOR)
+    enrolment = service.reject_enrolment(session, actor=actor, enrolment_id=enrolment_id, reason=body.reason)
+    session.commit()
+    return _enrolment_out(enrolment)
 
 
 @ra_router.post("/enrolments/{enrolment_id}/reissue-code", response_model=EnrolmentOut,

@@ -7,7 +7,6 @@ import datetime as dt
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.validation import Description200, PastDate, Text32, Text200
-
 from ra.identity import IdentityKind
 
 
@@ -48,13 +47,17 @@ class EnrolmentOut(BaseModel):
     investor_id: int | None = Field(description="known once approved")
     broker_code: str
     purpose: str
-    status: str = Field(description="pending, approved, linked (no code needed), activated")
+    status: str = Field(description="pending, approved, linked (no code needed), activated, rejected")
     submitted_by: str
     approved_by: str | None = None
 
 
 class ApprovalOut(EnrolmentOut):
     activation_code_sent: bool = Field(description="a code went to the investor's contact channel")
+
+
+class RejectIn(_Strict):
+    reason: Description200
 
 
 class DeviceReplacementIn(_Strict):

@@ -306,6 +306,31 @@ def _issue_code(session: Session, enrolment: Enrolment, recipient: str, now: dt.
     return code
 
 
+def list_enrolments(session: Session, actor: Actor, *, status: str | None, offset: int, limit: int) -> list[Enrolment]:
+    """The caller's broker's enrolments (all brokers' for operators), newest first."""
+    if actor.role not in RA_ROLES:
+        raise Forbidden("this operation needs an RA officer or an operator", code="forbidden_role")
+    statement = select(Enrolment)
+    if actor.role is Role.RA_OFFICER:
+        statement = statement.where(Enrolment.broker_code == actor.tenant)
+    if status is not None:
+        statement = statement.where(Enrolment.status == status)
+    return list(session.execute(statement.order_by(Enrolment.id.desc()).offset(offset).limit(limit)).scalars())  # type: ignore[union-attr]
+
+
+def reject_enrolment(session: Session, *, actor: Actor, enrolment_id: int, reason: str) -> Enrolment:
+    """Refuse a pending enrolment (identity not proofed, wrong accounts …); nothing is linked."""
+    enrolment = get_enrolment(session, actor, enrolment_id)
+    moved = session.execute(update(Enrolment).where(Enrolment.id == enrolment_id).where(Enrolment.status == "pending")
+                            .values(status="rejected", approved_by=actor.label, approved_at=utcnow()))
+    if moved.rowcount != 1:
+        raise Conflict("the enrolment is not pending", code="not_pending")
+    session.refresh(enrolment)
+    audit.record(session, actor=actor.label, tenant=enrolment.broker_code, action="enrolment.reject",
+                 object_type="enrolment", object_id=str(enrolment.id), details={"reason": reason})
+    return enrolment
+
+
 def reissue_code(session: Session, *, actor: Actor, enrolment_id: int) -> Enrolment:
     """A new code for an approved enrolment whose code expired, was locked or got lost."""
     enrolment = get_enrolment(session, actor, enrolment_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
@@ -164,3 +165,27 @@ def test_ca_only_revocation_reasons_are_refused(client: TestClient, platform: Pl
     response = client.post(f"/ra/investors/{investor_id}/revoke", json={"reason": "cACompromise"},
                            headers=officer(platform, "B001"))
     assert response.status_code == 422
+
+
+def test_officers_list_their_pending_enrolments_and_reject_one(client: TestClient, platform: Platform,
+                                                               brokers: None) -> None:
+    mine = _submit(client, platform, "B001")
+    _submit(client, platform, "B002", id_number="F131104093")
+    pending = client.get("/ra/enrolments?status=pending", headers=officer(platform, "B001")).json()
+    assert [e["enrolment_id"] for e in pending] == [mine["enrolment_id"]]
+    rejected = client.post(f"/ra/enrolments/{mine['enrolment_id']}/reject", json={"reason": "ID card expired"},
+                           headers=officer(platform, "B001"))
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+    assert _approve(client, platform, "B001", mine["enrolment_id"]).json()["error"]["code"] == "not_pending"
+
+
+def test_the_upkeep_wipes_codes_that_expired_unredeemed(client: TestClient, platform: Platform, brokers: None) -> None:
+    from ra.service import wipe_stale_codes
+
+    enrolment = _submit(client, platform, "B001")
+    _approve(client, platform, "B001", enrolment["enrolment_id"])
+    with session_scope(platform.engine) as session:
+        session.execute(update(ActivationCode).values(expires_at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)))
+    with session_scope(platform.engine) as session:
+        assert wipe_stale_codes(session) == 1
+        assert session.execute(select(OutboxMessage.secret)).scalars().all() == [None]
