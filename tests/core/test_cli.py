@@ -13,8 +13,11 @@ import jwt
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CLOUDSEAL_DATABASE_URL": f"sqlite:///{tmp_path}/c.db",
            "CLOUDSEAL_HSM": f"soft:{tmp_path}/hsm", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "cloudseal", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    # The installed console script, run from outside the checkout: proves every package is
+    # part of the distribution (a module found only through the current directory fails here).
+    script = Path(sys.executable).parent / "cloudseal"
+    return subprocess.run([str(script), *args], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
 
 
 def test_migrate_init_twice_token_and_audit(tmp_path: Path) -> None:
