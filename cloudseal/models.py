@@ -5,5 +5,6 @@ from sqlmodel import SQLModel
 import ca.models  # noqa: F401
 import core.models  # noqa: F401
 import ra.models  # noqa: F401
+import signing.models  # noqa: F401
 
 metadata = SQLModel.metadata

@@ -16,6 +16,11 @@ from tests.ra.factories import Phone
 
 def activated_credential(platform: Platform, broker: str = "B001", id_number: str = "A123456789") -> str:
     """Create a broker if needed, enrol, approve and redeem; return the credential id."""
+    return activated(platform, broker, id_number)[0]
+
+
+def activated(platform: Platform, broker: str = "B001", id_number: str = "A123456789") -> tuple[str, Phone]:
+    """Like :func:`activated_credential`, also returning the phone that holds the device key."""
     officer = Actor("olivia", Role.RA_OFFICER, broker)
     with session_scope(platform.engine) as session:
         if session.get(service.Broker, broker) is None:
@@ -31,9 +36,11 @@ def activated_credential(platform: Platform, broker: str = "B001", id_number: st
         message = session.execute(select(OutboxMessage).where(OutboxMessage.kind == "activation_code")
                                   .order_by(OutboxMessage.id.desc()).limit(1)).scalar_one()
         payload = {**json.loads(message.payload), "code": message.secret}
-    body = Phone().redeem_body(payload)
+    phone = Phone()
+    body = phone.redeem_body(payload)
     with session_scope(platform.engine) as session:
-        return credentials.redeem_activation(
+        phone.credential_id = credentials.redeem_activation(
             session, platform.pki, activation_id=body["activation_id"], code=body["code"],
             device_public_key=body["device_public_key"], device_signature=body["device_signature"], pin=body["pin"],
         ).credential_id
+    return phone.credential_id, phone

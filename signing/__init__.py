@@ -1,0 +1,1 @@
+"""Remote signing: CMS/CAdES signatures, the CSC API and signature verification."""

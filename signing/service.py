@@ -1,0 +1,163 @@
+"""Sole-control signing: authorise with PIN + a second factor, then sign exactly what was
+authorised, once, and log it.
+
+``authorize`` checks the investor's PIN (the RA's shared lockout counter) and a device proof
+over a fresh challenge *and the hashes*, then returns a SAD bound to the credential, the
+exact hashes and their number, valid for at most five minutes. ``sign_hash`` consumes the
+SAD with one conditional UPDATE, so twenty racing requests produce exactly one signature.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlmodel import Session
+
+from ca.context import Pki
+from ca.models import IssuedCertificate
+from core import audit
+from core.db import utcnow
+from core.errors import BadRequest, Forbidden
+from hsm_sim.base import DigestAlgorithm, KeyStore, Mechanism
+from ra import credentials as ra_credentials
+from ra import devices
+from ra.models import Credential, Investor
+from signing.models import SignatureAuthorization, SignatureRecord
+
+SAD_LIFETIME = dt.timedelta(minutes=5)
+MAX_HASHES = 100
+# OIDs of the CSC API (hashAlgo, signAlgo).
+HASH_OIDS = {"2.16.840.1.101.3.4.2.1": "sha256", "2.16.840.1.101.3.4.2.2": "sha384",
+             "2.16.840.1.101.3.4.2.3": "sha512"}
+ECDSA_WITH = {"sha256": "1.2.840.10045.4.3.2", "sha384": "1.2.840.10045.4.3.3", "sha512": "1.2.840.10045.4.3.4"}
+EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+
+
+@dataclass(frozen=True)
+class SignedHash:
+    """One signature made by the HSM, with what the log recorded."""
+
+    digest: bytes
+    signature: bytes
+    sign_algorithm: str
+
+
+def authorization_action(hash_algorithm: str, digests: list[bytes]) -> str:
+    """The action string the device signs: it binds the proof to these exact hashes."""
+    bound = hashlib.sha256(hash_algorithm.encode() + b"".join(digests)).hexdigest()
+    return f"authorize:{bound}"
+
+
+def _check_digests(hash_algorithm: str, digests: list[bytes]) -> DigestAlgorithm:
+    try:
+        algorithm = DigestAlgorithm(hash_algorithm)
+    except ValueError as exc:
+        raise BadRequest(f"unsupported hash algorithm {hash_algorithm!r}", code="unsupported_algorithm") from exc
+    if not 1 <= len(digests) <= MAX_HASHES:
+        raise BadRequest(f"between 1 and {MAX_HASHES} hashes", code="invalid_hashes")
+    if any(len(d) != algorithm.size for d in digests):
+        raise BadRequest(f"every {hash_algorithm} hash is {algorithm.size} bytes", code="invalid_hashes")
+    if len(set(digests)) != len(digests):
+        raise BadRequest("the hashes must differ", code="invalid_hashes")
+    return algorithm
+
+
+def _active(credential: Credential) -> None:
+    if credential.status == "suspended":
+        raise Forbidden("the credential is suspended", code="credential_suspended")
+    if credential.status != "active":
+        raise Forbidden(f"the credential is {credential.status}", code="credential_not_active")
+
+
+def authorize(
+    session: Session, pki: Pki, *, credential_id: str, pin: str, challenge_id: str, device_signature: str,
+    hash_algorithm: str, digests: list[bytes], client: str, purpose: str,
+) -> tuple[str, dt.datetime]:
+    """Check PIN + device proof over the hashes; return a SAD and when it expires.
+
+    Wrong PINs count toward the RA's lockout (and are committed by the caller, see
+    :class:`core.errors.CommittedRefusal`); a locked, suspended or revoked credential
+    authorises nothing.
+    """
+    _check_digests(hash_algorithm, digests)
+    credential = ra_credentials.get_credential(session, credential_id)
+    devices.consume_challenge(session, challenge_id=challenge_id, credential_id=credential.credential_id,
+                              action=authorization_action(hash_algorithm, digests),
+                              device_key=credential.device_public_key, signature_b64=device_signature)
+    _active(credential)
+    ra_credentials.verify_pin(session, pki, credential, pin)
+    sad = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(SignatureAuthorization(
+        sad_hash=hashlib.sha256(sad.encode()).hexdigest(), credential_id=credential.credential_id,
+        hash_algorithm=hash_algorithm, hashes=json.dumps([d.hex() for d in digests]),
+        num_signatures=len(digests), remaining=len(digests), client=client[:200], purpose=purpose[:32],
+        created_at=now, expires_at=now + SAD_LIFETIME,
+    ))
+    session.flush()
+    audit.record(session, actor=f"credential:{credential.credential_id}", action="signing.authorize",
+                 object_type="credential", object_id=credential.credential_id,
+                 details={"hashes": len(digests), "client": client[:200], "purpose": purpose[:32]})
+    return sad, now + SAD_LIFETIME
+
+
+def sign_hash(
+    session: Session, keystore: KeyStore, *, sad: str, credential_id: str, hash_algorithm: str,
+    digests: list[bytes], client: str,
+) -> list[SignedHash]:
+    """Sign exactly the authorised hashes, once; refuse anything else without spending the SAD."""
+    algorithm = _check_digests(hash_algorithm, digests)
+    sad_hash = hashlib.sha256(sad.encode()).hexdigest()
+    authorization = session.execute(
+        select(SignatureAuthorization).where(SignatureAuthorization.sad_hash == sad_hash)
+    ).scalar_one_or_none()
+    if authorization is None or authorization.credential_id != credential_id:
+        raise BadRequest("the SAD is not valid for this credential", code="invalid_sad")
+    if sorted(json.loads(authorization.hashes)) != sorted(d.hex() for d in digests) \
+            or authorization.hash_algorithm != hash_algorithm:
+        raise BadRequest("the SAD does not authorise these hashes", code="invalid_sad")
+    spent = session.execute(
+        update(SignatureAuthorization).where(SignatureAuthorization.id == authorization.id)
+        .where(SignatureAuthorization.remaining == len(digests))
+        .where(SignatureAuthorization.expires_at > utcnow())
+        .values(remaining=0)
+    )
+    if spent.rowcount != 1:
+        raise BadRequest("the SAD was already used or has expired", code="invalid_sad")
+    credential = ra_credentials.get_credential(session, credential_id)
+    _active(credential)
+    status = session.execute(select(IssuedCertificate.status).where(
+        IssuedCertificate.serial_hex == credential.certificate_serial)).scalar_one_or_none()
+    if status != "good":
+        raise Forbidden("the credential's certificate is not valid", code="credential_not_active")
+    investor = session.get(Investor, credential.investor_id)
+    owner = ra_credentials.key_owner(investor) if investor else ""
+    sign_algorithm = ECDSA_WITH[hash_algorithm]
+    now = utcnow()
+    signed = []
+    for digest in digests:
+        signature = keystore.sign(credential.key_label, owner, digest, algorithm, Mechanism.ECDSA)
+        session.add(SignatureRecord(
+            credential_id=credential.credential_id, certificate_serial=credential.certificate_serial or "",
+            digest_hex=digest.hex(), hash_algorithm=hash_algorithm, sign_algorithm=sign_algorithm,
+            client=client[:200], purpose=authorization.purpose, signed_at=now,
+        ))
+        signed.append(SignedHash(digest, signature, sign_algorithm))
+    session.flush()
+    audit.record(session, actor=f"credential:{credential.credential_id}", action="signing.sign_hash",
+                 object_type="credential", object_id=credential.credential_id,
+                 details={"signatures": len(signed), "client": client[:200]})
+    return signed
+
+
+def signatures_of(session: Session, digest: bytes) -> list[SignatureRecord]:
+    """What the log knows of signatures over ``digest`` (for verification and disputes)."""
+    return list(session.execute(
+        select(SignatureRecord).where(SignatureRecord.digest_hex == digest.hex()).order_by(SignatureRecord.id)
+    ).scalars())
+
