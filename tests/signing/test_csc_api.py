@@ -1,0 +1,93 @@
+"""The CSC API v1 as an independent CSC client would use it, over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from fastapi.testclient import TestClient
+
+from cloudseal.platform import Platform
+from ra import devices
+from signing import service
+from tests.conftest import bearer
+from tests.ra.factories import Phone, create_broker, enrol_and_activate
+
+SHA256 = "2.16.840.1.101.3.4.2.1"
+ECDSA_SHA256 = "1.2.840.10045.4.3.2"
+DOC = hashlib.sha256(b"order 42: buy 1000 2330").digest()
+
+
+def _basic(reference: str, pin: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{reference}:{pin}".encode()).decode()}
+
+
+def _login(client: TestClient, platform: Platform, pin: str = "482916") -> tuple[dict[str, str], Phone, str]:
+    create_broker(client, platform, "B001")
+    investor_id, phone = enrol_and_activate(client, platform)
+    reference = client.get(f"/ra/investors/{investor_id}", headers=bearer(platform)).json()["reference"]
+    response = client.post("/csc/v1/auth/login", json={}, headers=_basic(reference, pin))
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}, phone, reference
+
+
+def _client_data(client: TestClient, phone: Phone, digests: list[bytes]) -> str:
+    challenge = client.post("/ra/app/challenges", json={"credential_id": phone.credential_id}).json()
+    message = devices.challenge_message(challenge["challenge_id"], base64.b64decode(challenge["nonce"]),
+                                        service.authorization_action("sha256", digests), phone.credential_id or "")
+    return json.dumps({"challenge_id": challenge["challenge_id"], "device_signature": phone.sign(message)})
+
+
+def test_a_csc_client_lists_authorizes_and_signs(client: TestClient, platform: Platform) -> None:
+    headers, phone, _ = _login(client, platform)
+    assert client.post("/csc/v1/info", json={}).json()["specs"] == "1.0.4.0"
+    ids = client.post("/csc/v1/credentials/list", json={}, headers=headers).json()["credentialIDs"]
+    assert ids == [phone.credential_id]
+    info = client.post("/csc/v1/credentials/info", headers=headers,
+                       json={"credentialID": ids[0], "certificates": "chain", "certInfo": True, "authInfo": True}).json()
+    assert info["SCAL"] == "2" and info["authMode"] == "explicit" and info["key"]["status"] == "enabled"
+    assert ECDSA_SHA256 in info["key"]["algo"] and info["cert"]["status"] == "valid"
+    leaf, issuing, root = (x509.load_der_x509_certificate(base64.b64decode(c)) for c in info["cert"]["certificates"])
+    leaf.verify_directly_issued_by(issuing)
+    authorized = client.post("/csc/v1/credentials/authorize", headers=headers, json={
+        "credentialID": ids[0], "numSignatures": 1, "hash": [base64.b64encode(DOC).decode()], "hashAlgo": SHA256,
+        "PIN": "482916", "clientData": _client_data(client, phone, [DOC])})
+    assert authorized.status_code == 200, authorized.text
+    assert 0 < authorized.json()["expiresIn"] <= 300
+    signed = client.post("/csc/v1/signatures/signHash", headers=headers, json={
+        "credentialID": ids[0], "SAD": authorized.json()["SAD"], "hash": [base64.b64encode(DOC).decode()],
+        "hashAlgo": SHA256, "signAlgo": ECDSA_SHA256})
+    assert signed.status_code == 200, signed.text
+    signature = base64.b64decode(signed.json()["signatures"][0])
+    leaf.public_key().verify(signature, DOC, ec.ECDSA(Prehashed(hashes.SHA256())))
+    again = client.post("/csc/v1/signatures/signHash", headers=headers, json={
+        "credentialID": ids[0], "SAD": authorized.json()["SAD"], "hash": [base64.b64encode(DOC).decode()],
+        "hashAlgo": SHA256, "signAlgo": ECDSA_SHA256})
+    assert again.status_code == 400 and again.json()["error"] == "invalid_request"
+
+
+def test_csc_errors_use_the_csc_format(client: TestClient, platform: Platform) -> None:
+    headers, phone, reference = _login(client, platform)
+    no_token = client.post("/csc/v1/credentials/list", json={})
+    assert no_token.status_code == 401 and no_token.json()["error"] == "invalid_token"
+    assert "error_description" in no_token.json()
+    wrong_pin = client.post("/csc/v1/credentials/authorize", headers=headers, json={
+        "credentialID": phone.credential_id, "numSignatures": 1, "hash": [base64.b64encode(DOC).decode()],
+        "PIN": "000111", "clientData": _client_data(client, phone, [DOC])})
+    assert wrong_pin.status_code == 400 and wrong_pin.json()["error"] == "invalid_pin"
+    bad_login = client.post("/csc/v1/auth/login", json={}, headers=_basic(reference, "999999"))
+    assert bad_login.status_code == 400 and bad_login.json()["error"] == "invalid_pin"
+    malformed = client.post("/csc/v1/credentials/authorize", headers=headers, json={"credentialID": 5})
+    assert malformed.status_code == 400 and malformed.json()["error"] == "invalid_request"
+
+
+def test_another_investors_credential_is_not_reachable(client: TestClient, platform: Platform) -> None:
+    headers, _, _ = _login(client, platform)
+    _, other = enrol_and_activate(client, platform, id_number="F131104093", accounts=["2"])
+    response = client.post("/csc/v1/credentials/info", headers=headers, json={"credentialID": other.credential_id})
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
