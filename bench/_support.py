@@ -29,7 +29,7 @@ def fresh_platform(database_url: str | None = None, *, public_url: str = "http:/
                         hsm=f"soft:{workdir}/hsm", public_url=public_url)
     upgrade(settings.database_url)
     platform = build_platform(settings)
-    platform.ensure_jwt_key()
+    platform.ensure_keys()
     with session_scope(platform.engine) as session:
         bootstrap(session, platform.pki)
     return platform, workdir

@@ -84,7 +84,6 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     platform, _ = fresh_platform(args.database_url)
-    ra_secrets.ensure_ra_keys(platform.keystore)
     ids = national_ids(args.count + 10, seed=7)
     with session_scope(platform.engine) as session:
         for n in range(args.processes):

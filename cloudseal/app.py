@@ -20,6 +20,7 @@ from core.web import BodyLimitMiddleware, install_error_handlers
 from ra import service as ra_service
 from ra.api import app_router as ra_app_router
 from ra.api import ra_router
+from signing.api import signing_router
 from signing.csc_api import csc_router
 
 log = logging.getLogger("cloudseal.app")
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(ra_router)
     app.include_router(ra_app_router)
     app.include_router(csc_router)
+    app.include_router(signing_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     def healthz() -> dict[str, str]:

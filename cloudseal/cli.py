@@ -24,7 +24,6 @@ from core.errors import AppError
 from core.models import StaffUser
 from core.settings import get_settings
 from ra import service as ra_service
-from ra.secrets import ensure_ra_keys
 
 app = typer.Typer(help="cloudseal: shared RA/CA, remote signing and shareholder e-voting.",
                   no_args_is_help=True)
@@ -77,10 +76,10 @@ def init() -> None:
     """Create the PKI and platform keys if missing; a second run changes nothing."""
     platform = build_platform(get_settings())
     try:
-        platform.ensure_jwt_key()
+        keys = platform.ensure_keys()
         with session_scope(platform.engine) as session:
             created = pki_bootstrap.bootstrap(session, platform.pki)
-        created += [f"HSM key {label}" for label in ensure_ra_keys(platform.keystore)]
+        created += [f"HSM key {label}" for label in keys]
     except DBAPIError as exc:
         console.print(f"[red]the database is not ready ({exc.orig}); run `cloudseal migrate` first[/red]")
         raise typer.Exit(2) from None

@@ -17,6 +17,8 @@ from core.settings import Settings
 from hsm_sim.base import KeyAlgorithm, KeyStore
 from hsm_sim.facade import hsm_private_key
 from hsm_sim.factory import open_keystore
+from ra.secrets import ensure_ra_keys
+from signing.totp import ensure_totp_key
 
 JWT_KEY = ("platform/jwt", "platform:jwt")
 
@@ -41,6 +43,13 @@ class Platform:
         label, owner = JWT_KEY
         if not self.keystore.has_key(label):
             self.keystore.generate_key_pair(label, owner, KeyAlgorithm.EC_P256)
+
+    def ensure_keys(self) -> list[str]:
+        """Create the platform's HSM secrets if missing: token signing, identity and PIN
+        HMAC keys, the TOTP derivation key (idempotent)."""
+        created = [] if self.keystore.has_key(JWT_KEY[0]) else [JWT_KEY[0]]
+        self.ensure_jwt_key()
+        return created + ensure_ra_keys(self.keystore) + ensure_totp_key(self.keystore)
 
     def jwt_public_key(self) -> ec.EllipticCurvePublicKey:
         """The key access tokens are verified with."""

@@ -62,7 +62,7 @@ class CscRoute(APIRoute):
 _CSC_CODES = {
     "missing_token": "invalid_token", "invalid_token": "invalid_token", "token_expired": "invalid_token",
     "wrong_pin": "invalid_pin", "pin_locked": "access_denied", "bad_device_proof": "invalid_otp",
-    "invalid_challenge": "invalid_otp", "invalid_sad": "invalid_request", "unknown_credential": "invalid_request",
+    "invalid_challenge": "invalid_otp", "invalid_otp": "invalid_otp", "invalid_sad": "invalid_request", "unknown_credential": "invalid_request",
     "credential_suspended": "invalid_request", "credential_not_active": "invalid_request",
 }
 
@@ -242,18 +242,22 @@ def credentials_authorize(request: Request, body: AuthorizeIn, session: SessionD
     digests = _b64_digests(body.hash)
     if body.numSignatures != len(digests):
         raise AppError("numSignatures must equal the number of hashes (SCAL 2)", code="invalid_request")
-    try:
-        proof = json.loads(body.clientData or "{}")
-        challenge_id, device_signature = str(proof["challenge_id"]), str(proof["device_signature"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise AppError("clientData must carry challenge_id and device_signature", code="invalid_request") from exc
+    challenge_id = device_signature = None
+    if body.OTP is None:
+        try:
+            proof = json.loads(body.clientData or "{}")
+            challenge_id, device_signature = str(proof["challenge_id"]), str(proof["device_signature"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AppError("send an OTP, or clientData with challenge_id and device_signature",
+                           code="invalid_request") from exc
     if body.PIN is None:
         raise AppError("the PIN is required", code="invalid_request")
     with committing_refusals(session):
         sad, expires = service.authorize(
             session, request.app.state.pki, credential_id=credential.credential_id, pin=body.PIN,
-            challenge_id=challenge_id, device_signature=device_signature, hash_algorithm=_hash_name(body.hashAlgo),
-            digests=digests, client=f"csc:{actor.subject}", purpose="csc")
+            challenge_id=challenge_id, device_signature=device_signature, otp=body.OTP,
+            hash_algorithm=_hash_name(body.hashAlgo), digests=digests, client=f"csc:{actor.subject}",
+            purpose="csc")
     session.commit()
     return {"SAD": sad, "expiresIn": int((expires - utcnow()).total_seconds())}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, Text
+from sqlalchemy import Column, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from core.db import UTCDateTime
@@ -44,3 +44,14 @@ class SignatureRecord(SQLModel, table=True):
     client: str = Field(max_length=200)
     purpose: str = Field(max_length=32)
     signed_at: dt.datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class TotpEnrolment(SQLModel, table=True):
+    """A credential's authenticator: the salt the secret is derived from, the last used step."""
+
+    __tablename__ = "sig_totp"
+
+    credential_id: str = Field(primary_key=True, max_length=64)
+    salt: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    last_step: int = 0
+    created_at: dt.datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

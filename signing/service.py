@@ -27,6 +27,7 @@ from hsm_sim.base import DigestAlgorithm, KeyStore, Mechanism
 from ra import credentials as ra_credentials
 from ra import devices
 from ra.models import Credential, Investor
+from signing import totp
 from signing.models import SignatureAuthorization, SignatureRecord
 
 SAD_LIFETIME = dt.timedelta(minutes=5)
@@ -75,20 +76,28 @@ def _active(credential: Credential) -> None:
 
 
 def authorize(
-    session: Session, pki: Pki, *, credential_id: str, pin: str, challenge_id: str, device_signature: str,
-    hash_algorithm: str, digests: list[bytes], client: str, purpose: str,
+    session: Session, pki: Pki, *, credential_id: str, pin: str, hash_algorithm: str, digests: list[bytes],
+    client: str, purpose: str, challenge_id: str | None = None, device_signature: str | None = None,
+    otp: str | None = None,
 ) -> tuple[str, dt.datetime]:
-    """Check PIN + device proof over the hashes; return a SAD and when it expires.
+    """Check PIN + a second factor; return a SAD and when it expires.
 
-    Wrong PINs count toward the RA's lockout (and are committed by the caller, see
-    :class:`core.errors.CommittedRefusal`); a locked, suspended or revoked credential
+    The second factor is the enrolled device's signature over a fresh challenge and these
+    hashes (the app), or a TOTP code from the authenticator enrolled for the credential
+    (generic CSC clients). Wrong PINs count toward the RA's lockout (committed by the caller,
+    see :class:`core.errors.CommittedRefusal`); a locked, suspended or revoked credential
     authorises nothing.
     """
     _check_digests(hash_algorithm, digests)
     credential = ra_credentials.get_credential(session, credential_id)
-    devices.consume_challenge(session, challenge_id=challenge_id, credential_id=credential.credential_id,
-                              action=authorization_action(hash_algorithm, digests),
-                              device_key=credential.device_public_key, signature_b64=device_signature)
+    if challenge_id is not None and device_signature is not None:
+        devices.consume_challenge(session, challenge_id=challenge_id, credential_id=credential.credential_id,
+                                  action=authorization_action(hash_algorithm, digests),
+                                  device_key=credential.device_public_key, signature_b64=device_signature)
+    elif otp is not None:
+        totp.verify(session, pki.keystore, credential_id=credential.credential_id, code=otp)
+    else:
+        raise BadRequest("a device proof or an OTP is required", code="second_factor_required")
     _active(credential)
     ra_credentials.verify_pin(session, pki, credential, pin)
     sad = secrets.token_urlsafe(32)

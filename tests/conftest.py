@@ -16,7 +16,6 @@ from cloudseal.platform import Platform, build_platform
 from core.auth import Actor, Role
 from core.db import session_scope
 from core.settings import Settings
-from ra.secrets import ensure_ra_keys
 from tests.support.postgres import PostgresCluster, find_pg_bin
 from tests.support.softhsm import make_softhsm_token, softhsm_available
 
@@ -81,8 +80,7 @@ def make_platform(settings: Settings) -> Platform:
     """Migrate, open and bootstrap a platform, as ``make run`` does."""
     upgrade(settings.database_url)
     platform = build_platform(settings)
-    platform.ensure_jwt_key()
-    ensure_ra_keys(platform.keystore)
+    platform.ensure_keys()
     with session_scope(platform.engine) as session:
         bootstrap(session, platform.pki)
     return platform

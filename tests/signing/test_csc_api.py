@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 
+import pyotp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -91,3 +92,38 @@ def test_another_investors_credential_is_not_reachable(client: TestClient, platf
     _, other = enrol_and_activate(client, platform, id_number="F131104093", accounts=["2"])
     response = client.post("/csc/v1/credentials/info", headers=headers, json={"credentialID": other.credential_id})
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+def _enrol_totp(client: TestClient, phone: Phone) -> pyotp.TOTP:
+    challenge = client.post("/ra/app/challenges", json={"credential_id": phone.credential_id}).json()
+    message = devices.challenge_message(challenge["challenge_id"], base64.b64decode(challenge["nonce"]),
+                                        "totp_enrol", phone.credential_id or "")
+    response = client.post("/signing/totp", json={"credential_id": phone.credential_id, "pin": "482916",
+                                                  "challenge_id": challenge["challenge_id"],
+                                                  "device_signature": phone.sign(message)})
+    assert response.status_code == 201, response.text
+    return pyotp.parse_uri(response.json()["otpauth_uri"])
+
+
+def _authorize_with_otp(client: TestClient, headers: dict[str, str], credential_id: str, otp: str, doc: bytes):
+    return client.post("/csc/v1/credentials/authorize", headers=headers, json={
+        "credentialID": credential_id, "numSignatures": 1, "hash": [base64.b64encode(doc).decode()],
+        "PIN": "482916", "OTP": otp})
+
+
+def test_a_generic_csc_client_uses_pin_and_totp(client: TestClient, platform: Platform) -> None:
+    headers, phone, _ = _login(client, platform)
+    authenticator = _enrol_totp(client, phone)
+    first = _authorize_with_otp(client, headers, phone.credential_id or "", authenticator.now(), DOC)
+    assert first.status_code == 200, first.text
+    replay = _authorize_with_otp(client, headers, phone.credential_id or "", authenticator.now(),
+                                 hashlib.sha256(b"other").digest())
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_otp"
+    wrong = _authorize_with_otp(client, headers, phone.credential_id or "", "000000", DOC)
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_otp"
+
+
+def test_otp_without_an_enrolled_authenticator_is_refused(client: TestClient, platform: Platform) -> None:
+    headers, phone, _ = _login(client, platform)
+    response = _authorize_with_otp(client, headers, phone.credential_id or "", "123456", DOC)
+    assert response.status_code == 400

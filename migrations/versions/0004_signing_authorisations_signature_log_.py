@@ -1,4 +1,4 @@
-"""signing authorisations and signature log
+"""signing authorisations, signature log, authenticators
 
 Revision ID: 0004
 Revises: 0003
@@ -54,9 +54,17 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_sig_log_credential_id'), ['credential_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_sig_log_digest_hex'), ['digest_hex'], unique=False)
 
+    op.create_table('sig_totp',
+    sa.Column('credential_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('salt', sa.LargeBinary(), nullable=False),
+    sa.Column('last_step', sa.Integer(), nullable=False),
+    sa.Column('created_at', core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('credential_id')
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('sig_totp')
     with op.batch_alter_table('sig_log', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sig_log_digest_hex'))
         batch_op.drop_index(batch_op.f('ix_sig_log_credential_id'))
