@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.db import committing_refusals
-from core.web import SessionDep
+from core.errors import BadRequest
+from core.web import SessionDep, get_actor
 from ra import credentials as ra_credentials
 from ra import devices
 from ra.models import Investor
 from ra.schemas import DeviceProof
-from signing import totp
+from signing import service, totp
 
 signing_router = APIRouter(prefix="/signing", tags=["signing"])
 
@@ -22,6 +27,49 @@ class TotpEnrolIn(DeviceProof):
 
 class TotpEnrolOut(BaseModel):
     otpauth_uri: str = Field(description="for the authenticator app (QR code); shown only this once")
+
+
+class CmsIn(BaseModel):
+    """Authorise and sign a document digest in one call (the order or ballot app's way)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    credential_id: str = Field(pattern=r"^[0-9a-f]{1,64}$")
+    digest: str = Field(min_length=1, max_length=128, description="base64 of the document's digest")
+    digest_algorithm: str = Field(default="sha256", pattern="^(sha256|sha384|sha512)$")
+    pin: str = Field(min_length=1, max_length=32, repr=False)
+    challenge_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{1,64}$")
+    device_signature: str | None = Field(default=None, max_length=512,
+                                         description="over the challenge and [digest] (action authorize:…)")
+    otp: str | None = Field(default=None, max_length=16, repr=False)
+    purpose: str = Field(default="order", pattern="^(order|ballot|document)$")
+
+
+class CmsOut(BaseModel):
+    cms: str = Field(description="base64 DER of a detached CAdES-BES SignedData, with the chain")
+
+
+@signing_router.post("/cms", response_model=CmsOut, summary="Authorise and sign: a detached CAdES-BES CMS")
+def sign_cms(body: CmsIn, request: Request, session: SessionDep) -> CmsOut:
+    try:
+        digest = base64.b64decode(body.digest, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest("digest must be base64", code="invalid_hashes") from exc
+    with committing_refusals(session):
+        der = service.sign_cms(
+            session, request.app.state.pki, credential_id=body.credential_id, pin=body.pin, digest=digest,
+            hash_algorithm=body.digest_algorithm, client=_client(request), purpose=body.purpose,
+            challenge_id=body.challenge_id, device_signature=body.device_signature, otp=body.otp)
+    session.commit()
+    return CmsOut(cms=base64.b64encode(der).decode())
+
+
+def _client(request: Request) -> str:
+    """Who asked: a staff or broker client token names itself; otherwise the investor's app."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return get_actor(request, HTTPAuthorizationCredentials(scheme="Bearer", credentials=header[7:])).label
+    return "app"
 
 
 @signing_router.post("/totp", response_model=TotpEnrolOut, status_code=201,

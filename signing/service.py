@@ -15,6 +15,7 @@ import json
 import secrets
 from dataclasses import dataclass
 
+from cryptography import x509
 from sqlalchemy import select, update
 from sqlmodel import Session
 
@@ -27,7 +28,7 @@ from hsm_sim.base import DigestAlgorithm, KeyStore, Mechanism
 from ra import credentials as ra_credentials
 from ra import devices
 from ra.models import Credential, Investor
-from signing import totp
+from signing import cms, totp
 from signing.models import SignatureAuthorization, SignatureRecord
 
 SAD_LIFETIME = dt.timedelta(minutes=5)
@@ -115,12 +116,9 @@ def authorize(
     return sad, now + SAD_LIFETIME
 
 
-def sign_hash(
-    session: Session, keystore: KeyStore, *, sad: str, credential_id: str, hash_algorithm: str,
-    digests: list[bytes], client: str,
-) -> list[SignedHash]:
-    """Sign exactly the authorised hashes, once; refuse anything else without spending the SAD."""
-    algorithm = _check_digests(hash_algorithm, digests)
+def _spend(session: Session, *, sad: str, credential_id: str, hash_algorithm: str,
+           digests: list[bytes]) -> SignatureAuthorization:
+    """Spend a SAD on exactly the hashes it authorised; refuse anything else without spending."""
     sad_hash = hashlib.sha256(sad.encode()).hexdigest()
     authorization = session.execute(
         select(SignatureAuthorization).where(SignatureAuthorization.sad_hash == sad_hash)
@@ -138,6 +136,11 @@ def sign_hash(
     )
     if spent.rowcount != 1:
         raise BadRequest("the SAD was already used or has expired", code="invalid_sad")
+    return authorization
+
+
+def _sign_and_log(session: Session, keystore: KeyStore, *, credential_id: str, hash_algorithm: str,
+                  digests: list[bytes], client: str, purpose: str) -> tuple[Credential, list[SignedHash]]:
     credential = ra_credentials.get_credential(session, credential_id)
     _active(credential)
     status = session.execute(select(IssuedCertificate.status).where(
@@ -146,6 +149,7 @@ def sign_hash(
         raise Forbidden("the credential's certificate is not valid", code="credential_not_active")
     investor = session.get(Investor, credential.investor_id)
     owner = ra_credentials.key_owner(investor) if investor else ""
+    algorithm = DigestAlgorithm(hash_algorithm)
     sign_algorithm = ECDSA_WITH[hash_algorithm]
     now = utcnow()
     signed = []
@@ -154,14 +158,53 @@ def sign_hash(
         session.add(SignatureRecord(
             credential_id=credential.credential_id, certificate_serial=credential.certificate_serial or "",
             digest_hex=digest.hex(), hash_algorithm=hash_algorithm, sign_algorithm=sign_algorithm,
-            client=client[:200], purpose=authorization.purpose, signed_at=now,
+            client=client[:200], purpose=purpose[:32], signed_at=now,
         ))
         signed.append(SignedHash(digest, signature, sign_algorithm))
     session.flush()
-    audit.record(session, actor=f"credential:{credential.credential_id}", action="signing.sign_hash",
+    audit.record(session, actor=f"credential:{credential.credential_id}", action="signing.sign",
                  object_type="credential", object_id=credential.credential_id,
-                 details={"signatures": len(signed), "client": client[:200]})
-    return signed
+                 details={"signatures": len(signed), "client": client[:200], "purpose": purpose[:32]})
+    return credential, signed
+
+
+def sign_hash(
+    session: Session, keystore: KeyStore, *, sad: str, credential_id: str, hash_algorithm: str,
+    digests: list[bytes], client: str,
+) -> list[SignedHash]:
+    """Sign exactly the authorised hashes, once; refuse anything else without spending the SAD."""
+    _check_digests(hash_algorithm, digests)
+    authorization = _spend(session, sad=sad, credential_id=credential_id, hash_algorithm=hash_algorithm,
+                           digests=digests)
+    return _sign_and_log(session, keystore, credential_id=credential_id, hash_algorithm=hash_algorithm,
+                         digests=digests, client=client, purpose=authorization.purpose)[1]
+
+
+def sign_cms(
+    session: Session, pki: Pki, *, credential_id: str, pin: str, digest: bytes, hash_algorithm: str,
+    client: str, purpose: str, challenge_id: str | None = None, device_signature: str | None = None,
+    otp: str | None = None,
+) -> bytes:
+    """Authorise and sign in one call: a detached CAdES-BES CMS over a document ``digest``.
+
+    The second factor binds to the document digest (what the investor approved); the HSM
+    signs the digest of the signed attributes built around it, and that is what the log
+    records (verification looks it up from the CMS).
+    """
+    sad, _ = authorize(session, pki, credential_id=credential_id, pin=pin, hash_algorithm=hash_algorithm,
+                       digests=[digest], client=client, purpose=purpose, challenge_id=challenge_id,
+                       device_signature=device_signature, otp=otp)
+    _spend(session, sad=sad, credential_id=credential_id, hash_algorithm=hash_algorithm, digests=[digest])
+    serial = session.execute(select(Credential.certificate_serial).where(
+        Credential.credential_id == credential_id)).scalar_one()
+    leaf_row = session.execute(select(IssuedCertificate).where(IssuedCertificate.serial_hex == serial)).scalar_one()
+    leaf = x509.load_der_x509_certificate(leaf_row.der)
+    attributes = cms.build_signed_attributes(digest, hash_algorithm, leaf, utcnow())
+    attributes_digest = cms.signed_attributes_digest(attributes, hash_algorithm)
+    _, signed = _sign_and_log(session, pki.keystore, credential_id=credential_id, hash_algorithm=hash_algorithm,
+                              digests=[attributes_digest], client=client, purpose=purpose)
+    chain = [pki.ca_certificate(pki.load_ca(session, name)) for name in ("issuing", "root")]
+    return cms.assemble_detached_cms(attributes, signed[0].signature, leaf, chain, hash_algorithm, cms.ECDSA)
 
 
 def signatures_of(session: Session, digest: bytes) -> list[SignatureRecord]:
