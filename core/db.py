@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,10 +60,40 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(conn: Any) -> None:
-    # Take the write lock when a transaction starts, so two writers queue on busy_timeout
-    # instead of failing with "database is locked" when a reader upgrades to a writer.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+class _WriteGate:
+    """Queues one process's SQLite writers on a lock instead of SQLite's busy handler.
+
+    Every write transaction begins IMMEDIATE (so a reader never has to upgrade and fail with
+    "database is locked"). Between processes SQLite's busy handler arbitrates, sleeping in
+    steps of up to 100 ms; between threads of one process the gate hands the turn over at
+    once, which measured several times the throughput with far lower tail latency. An RLock:
+    one thread opening a second write transaction behaves exactly as without the gate.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    def begin(self, conn: Any) -> None:
+        self._lock.acquire()
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+        conn.info[_GATE_KEY] = conn.info.get(_GATE_KEY, 0) + 1
+
+    def end(self, conn: Any) -> None:
+        for _ in range(conn.info.pop(_GATE_KEY, 0)):
+            self._lock.release()
+
+    def on_checkin(self, _dbapi_connection: Any, record: Any) -> None:
+        # A connection returned mid-transaction (its rollback ran without the event).
+        for _ in range(record.info.pop(_GATE_KEY, 0)):
+            with contextlib.suppress(RuntimeError):  # released from a thread that does not own it
+                self._lock.release()
+
+
+_GATE_KEY = "cloudseal_write_gate"
 
 
 def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Engine:
@@ -87,7 +119,11 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Eng
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         if not read_only:
-            event.listen(engine, "begin", _sqlite_begin_immediate)
+            gate = _WriteGate()
+            event.listen(engine, "begin", gate.begin)
+            event.listen(engine, "commit", gate.end)
+            event.listen(engine, "rollback", gate.end)
+            event.listen(engine.pool, "checkin", gate.on_checkin)
         return engine
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True,
