@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/issue.py --processes 2
 	$(BIN)/python bench/ocsp.py
 	$(BIN)/python bench/enrol.py
+	$(BIN)/python bench/sign.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
