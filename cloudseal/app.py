@@ -22,6 +22,7 @@ from ra.api import app_router as ra_app_router
 from ra.api import ra_router
 from signing.api import signing_router
 from signing.csc_api import csc_router
+from signing.verify_api import verify_router
 
 log = logging.getLogger("cloudseal.app")
 
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(ra_app_router)
     app.include_router(csc_router)
     app.include_router(signing_router)
+    app.include_router(verify_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     def healthz() -> dict[str, str]:

@@ -55,3 +55,25 @@ class TotpEnrolment(SQLModel, table=True):
     salt: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     last_step: int = 0
     created_at: dt.datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class VerificationEvidence(SQLModel, table=True):
+    """One verification a broker asked for (``POST /signing/verify``): the document, the
+    signature, the verdict and when and by whom it was asked. The broker's own record for
+    dispute handling; a broker sees only its own rows."""
+
+    __tablename__ = "sig_verification"
+
+    id: int | None = Field(default=None, primary_key=True)
+    broker_code: str | None = Field(default=None, max_length=32, index=True,
+                                    description="the caller's tenant; None for an operator")
+    document_digest: str | None = Field(default=None, max_length=128, index=True, description="hex")
+    cms_sha256: str = Field(max_length=64)
+    signer_serial: str | None = Field(default=None, max_length=42)
+    signer_reference: str | None = Field(default=None, max_length=64)
+    valid: bool
+    reason: str | None = Field(default=None, max_length=32)
+    signing_time: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    signing_time_source: str = Field(max_length=16)
+    checked_at: dt.datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    checked_by: str = Field(max_length=200)
