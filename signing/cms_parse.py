@@ -102,6 +102,26 @@ def parse_detached_cms(der_or_base64: bytes | str) -> ParsedCms:
         raise CmsError("malformed", f"the CMS cannot be parsed: {type(exc).__name__}") from None
 
 
+def _received_contents(value: asn1_core.Asn1Value) -> bytes:
+    # asn1crypto's ``contents`` property re-checks every child for changes and re-encodes
+    # (most of a verification's time); ``_contents`` holds the bytes as they were received.
+    raw = getattr(value, "_contents", None)
+    return raw if isinstance(raw, bytes) else value.contents
+
+
+def _as_set(contents: bytes) -> bytes:
+    """The signed attributes as the signature covers them: their received content bytes
+    under a SET OF tag (RFC 5652 §5.4), never re-encoded (re-encoding could change them and
+    cost most of a verification)."""
+    length = len(contents)
+    if length < 0x80:
+        header = bytes([length])
+    else:
+        size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+        header = bytes([0x80 | len(size)]) + size
+    return b"\x31" + header + contents
+
+
 def _malformed(message: str) -> CmsError:
     return CmsError("malformed", message)
 
@@ -188,7 +208,7 @@ def _parse(der: bytes) -> ParsedCms:
         signature_algorithm=scheme,
         pss_salt_length=salt_length,
         signature=signer_info["signature"].native,
-        signed_attributes=signer_info["signed_attrs"].untag().dump(),
+        signed_attributes=_as_set(_received_contents(signer_info["signed_attrs"])),
         message_digest=message_digest,
         signing_time=signing_time,
         signing_certificate_hash=ess[0] if ess else None,
