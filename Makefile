@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ocsp.py
 	$(BIN)/python bench/enrol.py
 	$(BIN)/python bench/sign.py
+	$(BIN)/python bench/verify.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
