@@ -45,7 +45,8 @@ def national_ids(count: int, seed: int) -> list[str]:
     return sorted(found)
 
 
-def enrol_one(platform: Platform, officer: Actor, id_number: str, device: ec.EllipticCurvePrivateKey) -> None:
+def enrol_one(platform: Platform, officer: Actor, id_number: str, device: ec.EllipticCurvePrivateKey) -> tuple[str, str]:
+    """Submit, approve and redeem one investor; return (investor reference, credential id)."""
     with session_scope(platform.engine) as session:
         enrolment_id = service.submit_enrolment(
             session, platform.keystore, actor=officer, broker_code=None, id_kind="national_id",
@@ -60,11 +61,12 @@ def enrol_one(platform: Platform, officer: Actor, id_number: str, device: ec.Ell
     der = device.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     message = devices.activation_message(payload["activation_id"], ra_secrets.normalise_code(payload["code"]), der)
     with session_scope(platform.engine) as session:
-        credentials.redeem_activation(
+        activated = credentials.redeem_activation(
             session, platform.pki, activation_id=payload["activation_id"], code=payload["code"],
             device_public_key=base64.b64encode(der).decode(),
             device_signature=base64.b64encode(device.sign(message, ec.ECDSA(hashes.SHA256()))).decode(),
             pin="482916")
+    return activated.investor_reference, activated.credential_id
 
 
 def _worker(settings: Settings, broker: str, ids: list[str], ready: Barrier) -> None:

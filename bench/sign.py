@@ -22,18 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from _support import ROOT, fresh_platform, percentile, report
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from enrol import OPERATOR, national_ids
+from enrol import OPERATOR, enrol_one, national_ids
 from ocsp import _free_port, wait_for_server
-from sqlalchemy import select
 
 from core.auth import Actor, Role
 from core.db import session_scope
 from hsm_sim.base import DigestAlgorithm, KeyAlgorithm, Mechanism
-from ra import credentials, devices, service
-from ra import secrets as ra_secrets
-from ra.models import Investor, OutboxMessage
+from ra import devices, service
 
 TARGET = 1000
 PIN = "482916"
@@ -49,27 +46,8 @@ def enrol_investors(platform, count: int) -> list[tuple[str, str, ec.EllipticCur
     enrolled = []
     for id_number in national_ids(count, seed=11):
         device = ec.generate_private_key(ec.SECP256R1())
-        der = device.public_key().public_bytes(serialization.Encoding.DER,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
-        with session_scope(platform.engine) as session:
-            enrolment_id = service.submit_enrolment(
-                session, platform.keystore, actor=officer, broker_code=None, id_kind="national_id",
-                id_number=id_number, name="Bench Investor", birth_date=None, contact_channel="sms:+886900000000",
-                accounts=[f"ACC-{id_number}"], proofing="bench").id
-        with session_scope(platform.engine) as session:
-            _, code = service.approve_enrolment(session, actor=officer, enrolment_id=enrolment_id)
-            activation_id = json.loads(session.execute(select(OutboxMessage.payload).where(
-                OutboxMessage.enrolment_id == enrolment_id)).scalar_one())["activation_id"]
-        message = devices.activation_message(activation_id, ra_secrets.normalise_code(code or ""), der)
-        with session_scope(platform.engine) as session:
-            activated = credentials.redeem_activation(
-                session, platform.pki, activation_id=activation_id, code=code or "",
-                device_public_key=base64.b64encode(der).decode(),
-                device_signature=base64.b64encode(device.sign(message, ec.ECDSA(hashes.SHA256()))).decode(), pin=PIN)
-            reference = session.execute(select(Investor.reference).join(
-                credentials.Credential, credentials.Credential.investor_id == Investor.id).where(
-                credentials.Credential.credential_id == activated.credential_id)).scalar_one()
-        enrolled.append((reference, activated.credential_id, device))
+        reference, credential_id = enrol_one(platform, officer, id_number, device)
+        enrolled.append((reference, credential_id, device))
     return enrolled
 
 
