@@ -109,7 +109,7 @@ class OcspService:
             serial_number = request.serial_number
             name_hash, key_hash = request.issuer_name_hash, request.issuer_key_hash
             extensions = request.extensions
-        except Exception:  # the parser's refusals are many (ValueError, NotImplementedError, …)
+        except Exception:  # the parser refuses in many ways (ValueError, unsupported shapes, …)
             return OcspAnswer(MALFORMED)
         try:
             alg_name = request.hash_algorithm.name

@@ -17,7 +17,7 @@ from hsm_sim.base import KeyAlgorithm, KeyStore
 
 IDENTITY_KEY = ("ra/identity", "ra:identity")
 PIN_KEY = ("ra/pin", "ra:pin")
-# 16 characters of an unambiguous base32 alphabet: 80 bits, shown as XXXX-XXXX-XXXX-XXXX.
+# 16 characters of an unambiguous base32 alphabet: 80 bits, shown as four dash-separated groups of four.
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _CODE_LENGTH = 16
 
