@@ -8,6 +8,7 @@ a revoked or superseded credential's key is destroyed.
 from __future__ import annotations
 
 import contextlib
+import re
 import datetime as dt
 import hmac
 import secrets
@@ -40,6 +41,7 @@ from ra.service import wipe_codes
 
 MAX_ACTIVATION_ATTEMPTS = 5
 MAX_PIN_FAILURES = 5
+_CREDENTIAL_ID = re.compile(r"[0-9a-f]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,8 @@ def _current(session: Session, investor_id: int) -> Credential:
 
 def get_credential(session: Session, credential_id: str) -> Credential:
     """A credential by its public id, locked for update; 404 ``unknown_credential``."""
+    if not _CREDENTIAL_ID.fullmatch(credential_id):  # every caller's input reaches here
+        raise NotFound("no such credential", code="unknown_credential")
     credential = session.execute(
         select(Credential).where(Credential.credential_id == credential_id).with_for_update()
     ).scalar_one_or_none()

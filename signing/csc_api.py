@@ -92,14 +92,14 @@ class ListIn(_Body):
 
 
 class InfoCredentialIn(_Body):
-    credentialID: str = Field(max_length=64)  # noqa: N815
+    credentialID: str = Field(pattern=r"^[0-9a-f]{1,64}$")  # noqa: N815
     certificates: str = Field(default="single", pattern="^(none|single|chain)$")
     certInfo: bool = False  # noqa: N815
     authInfo: bool = False  # noqa: N815
 
 
 class AuthorizeIn(_Body):
-    credentialID: str = Field(max_length=64)  # noqa: N815
+    credentialID: str = Field(pattern=r"^[0-9a-f]{1,64}$")  # noqa: N815
     numSignatures: int = Field(ge=1, le=service.MAX_HASHES)  # noqa: N815
     hash: list[str] = Field(min_length=1, max_length=service.MAX_HASHES)
     PIN: str | None = Field(default=None, max_length=32, repr=False)
@@ -110,8 +110,8 @@ class AuthorizeIn(_Body):
 
 
 class SignHashIn(_Body):
-    credentialID: str = Field(max_length=64)  # noqa: N815
-    SAD: str = Field(max_length=128, repr=False)
+    credentialID: str = Field(pattern=r"^[0-9a-f]{1,64}$")  # noqa: N815
+    SAD: str = Field(pattern=r"^[A-Za-z0-9_-]{1,128}$", repr=False)
     hash: list[str] = Field(min_length=1, max_length=service.MAX_HASHES)
     hashAlgo: str = Field(max_length=64)  # noqa: N815
     signAlgo: str = Field(max_length=64)  # noqa: N815

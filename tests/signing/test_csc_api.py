@@ -127,3 +127,22 @@ def test_otp_without_an_enrolled_authenticator_is_refused(client: TestClient, pl
     headers, phone, _ = _login(client, platform)
     response = _authorize_with_otp(client, headers, phone.credential_id or "", "123456", DOC)
     assert response.status_code == 400
+
+
+def test_hostile_credential_ids_and_sads_get_csc_errors_on_every_backend(any_platform: Platform) -> None:
+    from cloudseal.app import create_app
+    from core.auth import Actor, Role
+
+    headers = {"Authorization": f"Bearer {any_platform.mint_token(Actor('INV-X', Role.INVESTOR))}"}
+    with TestClient(create_app(platform=any_platform, background_refresh=False)) as client:
+        for path, body in (
+            ("/csc/v1/credentials/info", {"credentialID": "a\u0000b"}),
+            ("/csc/v1/credentials/authorize", {"credentialID": "ab\u0000", "numSignatures": 1, "hash": ["AAAA"],
+                                               "PIN": "1"}),
+            ("/csc/v1/signatures/signHash", {"credentialID": "ab", "SAD": "\u0000", "hash": ["AAAA"],
+                                             "hashAlgo": SHA256, "signAlgo": ECDSA_SHA256}),
+        ):
+            response = client.post(path, json=body, headers=headers)
+            assert response.status_code == 400 and response.json()["error"] == "invalid_request", path
+        assert client.post("/signing/totp", json={"credential_id": "ab", "pin": "1", "challenge_id": "ab",
+                                                  "device_signature": "x"}).status_code == 404
