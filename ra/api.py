@@ -66,7 +66,8 @@ DbId = Annotated[int, Path(ge=1, le=DB_ID_MAX)]
 
 def _enrolment_out(enrolment: Enrolment) -> EnrolmentOut:
     return EnrolmentOut(enrolment_id=enrolment.id or 0, investor_id=enrolment.investor_id,
-                        broker_code=enrolment.broker_code, purpose=enrolment.purpose, status=enrolment.status,
+                        broker_code=enrolment.broker_code, purpose=enrolment.purpose,
+                        key_algorithm=enrolment.key_algorithm, status=enrolment.status,
                         submitted_by=enrolment.submitted_by, approved_by=enrolment.approved_by)
 
 
@@ -104,6 +105,7 @@ def submit(body: EnrolmentIn, request: Request, session: SessionDep, actor: Acto
         session, request.app.state.pki.keystore, actor=actor, broker_code=body.broker_code,
         id_kind=body.id_kind.value, id_number=body.id_number, name=body.name, birth_date=body.birth_date,
         contact_channel=body.contact_channel, accounts=body.accounts, proofing=body.proofing,
+        key_algorithm=body.key_algorithm,
     )
     session.commit()
     return _enrolment_out(enrolment)

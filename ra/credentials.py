@@ -86,9 +86,10 @@ def _destroy_after(session: Session, keystore: KeyStore, label: str, *, on: str)
     pending[on].append(label)
 
 
-def _new_key_and_certificate(session: Session, pki: Pki, actor: Actor, investor: Investor) -> tuple[str, str, bytes]:
+def _new_key_and_certificate(session: Session, pki: Pki, actor: Actor, investor: Investor,
+                             algorithm: KeyAlgorithm) -> tuple[str, str, bytes]:
     label = f"investor/{investor.reference}/{uuid.uuid4().hex[:12]}"
-    pki.keystore.generate_key_pair(label, key_owner(investor), KeyAlgorithm.EC_P256)
+    pki.keystore.generate_key_pair(label, key_owner(investor), algorithm)
     _destroy_after(session, pki.keystore, label, on="rollback")
     row = ca_service.issue_certificate(
         session, pki, actor=actor, ca_name="issuing", profile_name="investor_signing",
@@ -154,9 +155,10 @@ def redeem_activation(
     else:
         if _current_or_none(session, investor.id) is not None:
             raise Conflict("the investor already holds a credential", code="credential_exists")
-        label, serial, certificate_der = _new_key_and_certificate(session, pki, app_actor, investor)
+        algorithm = KeyAlgorithm(enrolment.key_algorithm)
+        label, serial, certificate_der = _new_key_and_certificate(session, pki, app_actor, investor, algorithm)
         credential = Credential(
-            credential_id=uuid.uuid4().hex, investor_id=investor.id, key_label=label,
+            credential_id=uuid.uuid4().hex, investor_id=investor.id, key_label=label, key_algorithm=algorithm.value,
             certificate_serial=serial, device_public_key=device_der, device_registered_at=now,
             pin_salt=salt, pin_hmac=pin_mac, created_at=now,
         )
@@ -306,7 +308,8 @@ def renew_credential(session: Session, pki: Pki, *, actor: Actor, credential: Cr
     if investor is None:
         raise NotFound("no such investor", code="unknown_investor")
     old_label, old_serial = credential.key_label, credential.certificate_serial or ""
-    label, serial, certificate_der = _new_key_and_certificate(session, pki, actor, investor)
+    label, serial, certificate_der = _new_key_and_certificate(session, pki, actor, investor,
+                                                              KeyAlgorithm(credential.key_algorithm))
     credential.key_label, credential.certificate_serial = label, serial
     session.add(credential)
     session.flush()

@@ -75,6 +75,8 @@ class Enrolment(SQLModel, table=True):
     contact_channel: str | None = Field(default=None, max_length=200)
     accounts: str = Field(sa_column=Column(Text, nullable=False), description="JSON list of account numbers")
     proofing: str = Field(max_length=200, description="how identity was proofed")
+    key_algorithm: str = Field(default="EC_P256", max_length=16, sa_column_kwargs={"server_default": "EC_P256"},
+                               description="the HSM key type the credential gets: EC_P256, RSA_2048, RSA_3072")
     status: str = Field(default="pending", max_length=16, index=True)
     submitted_by: str = Field(max_length=200)
     approved_by: str | None = Field(default=None, max_length=200)
@@ -127,6 +129,7 @@ class Credential(SQLModel, table=True):
     investor_id: int = Field(foreign_key="ra_investor.id", index=True)
     current: int | None = Field(default=1)
     key_label: str = Field(max_length=128)
+    key_algorithm: str = Field(default="EC_P256", max_length=16, sa_column_kwargs={"server_default": "EC_P256"})
     certificate_serial: str | None = Field(default=None, max_length=42, index=True)
     status: str = Field(default="active", max_length=16, description="active, suspended, revoked, superseded")
     device_public_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

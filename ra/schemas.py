@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.validation import Description200, PastDate, Text32, Text200
@@ -40,6 +42,9 @@ class EnrolmentIn(_Strict):
     contact_channel: Description200 = Field(description="where the activation code goes")
     accounts: list[Text32] = Field(min_length=1, max_length=20, description="account numbers at this broker")
     proofing: Description200 = Field(description="how identity was proofed")
+    key_algorithm: Literal["EC_P256", "RSA_2048", "RSA_3072"] = Field(
+        default="EC_P256",
+        description="the key the HSM generates for a new credential (RSA for order apps that need it)")
 
 
 class EnrolmentOut(BaseModel):
@@ -47,6 +52,7 @@ class EnrolmentOut(BaseModel):
     investor_id: int | None = Field(description="known once approved")
     broker_code: str
     purpose: str
+    key_algorithm: str
     status: str = Field(description="pending, approved, linked (no code needed), activated, rejected")
     submitted_by: str
     approved_by: str | None = None

@@ -22,7 +22,7 @@ from core import audit
 from core.auth import Actor, Role
 from core.db import utcnow
 from core.errors import BadRequest, CommittedRefusal, Conflict, Forbidden, NotFound
-from hsm_sim.base import KeyStore
+from hsm_sim.base import KeyAlgorithm, KeyStore
 from ra import secrets as ra_secrets
 from ra.identity import IdentityKind, InvalidIdentity, parse_identity
 from ra.models import (
@@ -38,6 +38,8 @@ from ra.models import (
 ACTIVATION_TTL = dt.timedelta(minutes=15)
 MAX_CODE_ATTEMPTS = 5
 RA_ROLES = (Role.RA_OFFICER, Role.OPERATOR)
+# Key types an investor credential may have: P-256 by default, RSA for order apps that need it.
+INVESTOR_KEY_ALGORITHMS = tuple(a.value for a in (KeyAlgorithm.EC_P256, KeyAlgorithm.RSA_2048, KeyAlgorithm.RSA_3072))
 
 
 # Brokers ------------------------------------------------------------------------------------
@@ -110,14 +112,18 @@ def current_credential(session: Session, investor_id: int) -> Credential | None:
 def submit_enrolment(
     session: Session, keystore: KeyStore, *, actor: Actor, broker_code: str | None,
     id_kind: str, id_number: str, name: str, birth_date: dt.date | None, contact_channel: str,
-    accounts: list[str], proofing: str,
+    accounts: list[str], proofing: str, key_algorithm: str = KeyAlgorithm.EC_P256.value,
 ) -> Enrolment:
     """Record an identity-proofed investor for approval. Nothing shared changes yet: the
     investor identity is created (or matched) only when an officer approves.
 
     400 ``invalid_identity`` for a bad number or check digit, 404 ``unknown_broker``,
-    409 ``duplicate_account_link`` when an account number is already linked at this broker.
+    409 ``duplicate_account_link`` when an account number is already linked at this broker,
+    400 ``unsupported_key_algorithm`` for a key type investors cannot have.
     """
+    if key_algorithm not in INVESTOR_KEY_ALGORITHMS:
+        raise BadRequest(f"investor keys are one of {', '.join(INVESTOR_KEY_ALGORITHMS)}",
+                         code="unsupported_key_algorithm")
     broker = acting_broker(session, actor, broker_code)
     try:
         identity = parse_identity(IdentityKind(id_kind), id_number)
@@ -132,6 +138,7 @@ def submit_enrolment(
         submitted_at=utcnow(), id_kind=identity.kind.value,
         id_hmac=ra_secrets.identity_hmac(keystore, identity.kind.value, identity.number),
         id_masked=identity.masked, name=name, birth_date=birth_date, contact_channel=contact_channel,
+        key_algorithm=key_algorithm,
     )
     session.add(enrolment)
     session.flush()

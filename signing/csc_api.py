@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from asn1crypto import algos as asn1_algos
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Request, Response
@@ -30,6 +31,7 @@ from core.auth import Actor, Role, verify_token
 from core.db import committing_refusals, utcnow
 from core.errors import AppError, Unauthorized
 from core.web import SessionDep
+from hsm_sim.base import DigestAlgorithm, KeyAlgorithm, Mechanism
 from ra import credentials as ra_credentials
 from ra.models import Credential, Investor
 from signing import service
@@ -115,6 +117,7 @@ class SignHashIn(_Body):
     hash: list[str] = Field(min_length=1, max_length=service.MAX_HASHES)
     hashAlgo: str = Field(max_length=64)  # noqa: N815
     signAlgo: str = Field(max_length=64)  # noqa: N815
+    signAlgoParams: str | None = Field(default=None, max_length=512)  # noqa: N815
     clientData: str | None = Field(default=None, max_length=2048)  # noqa: N815
 
 
@@ -130,6 +133,44 @@ def _hash_name(oid: str) -> str:
     if name is None:
         raise AppError(f"unsupported hashAlgo {oid}", code="invalid_request")
     return name
+
+
+def _sign_mechanism(credential: Credential, hash_name: str, sign_algo: str, params_b64: str | None) -> Mechanism:
+    """The HSM mechanism a CSC ``signAlgo`` (and ``signAlgoParams``) asks of this key.
+
+    EC keys: ``ecdsa-with-SHA*`` matching ``hashAlgo``, or ``ecPublicKey``. RSA keys:
+    ``rsaEncryption`` or ``sha*WithRSAEncryption`` matching ``hashAlgo`` for PKCS#1 v1.5, and
+    ``id-RSASSA-PSS`` whose parameters, when sent, must be what the HSM signs: the hash of
+    ``hashAlgo``, MGF1 with that hash, a salt as long as the digest, trailer field 1.
+    """
+    if KeyAlgorithm(credential.key_algorithm).is_ec:
+        if sign_algo in (service.ECDSA_WITH[hash_name], service.EC_PUBLIC_KEY):
+            return Mechanism.ECDSA
+    elif sign_algo in (service.RSA_WITH[hash_name], service.RSA_ENCRYPTION):
+        return Mechanism.RSA_PKCS1V15
+    elif sign_algo == service.RSASSA_PSS:
+        if params_b64 is not None:
+            _check_pss_params(params_b64, hash_name)
+        return Mechanism.RSA_PSS
+    raise AppError(f"signAlgo {sign_algo} with hashAlgo {hash_name} is not available for this key",
+                   code="invalid_request")
+
+
+def _check_pss_params(params_b64: str, hash_name: str) -> None:
+    try:
+        params = asn1_algos.RSASSAPSSParams.load(base64.b64decode(params_b64, validate=True), strict=True)
+        hash_algorithm = params["hash_algorithm"]["algorithm"].native
+        mgf = params["mask_gen_algorithm"]
+        mgf_hash = mgf["parameters"]["algorithm"].native
+        salt_length, trailer = params["salt_length"].native, params["trailer_field"].native
+        mgf_name = mgf["algorithm"].native
+    except (ValueError, TypeError, KeyError, binascii.Error) as exc:
+        raise AppError("signAlgoParams is not DER RSASSA-PSS-params", code="invalid_request") from exc
+    size = DigestAlgorithm(hash_name).size
+    if (hash_algorithm, mgf_name, mgf_hash, salt_length, trailer) != (hash_name, "mgf1", hash_name, size,
+                                                                       "trailer_field_bc"):
+        raise AppError(f"RSASSA-PSS here is {hash_name} with MGF1-{hash_name}, a {size}-byte salt and trailer 1",
+                       code="invalid_request")
 
 
 def _investor(request: Request) -> Actor:
@@ -221,9 +262,7 @@ def credentials_info(request: Request, body: InfoCredentialIn, session: SessionD
                     validTo=leaf.not_valid_after_utc.strftime("%Y%m%d%H%M%SZ"))
     result: dict[str, Any] = {
         "description": "cloudseal investor signing credential",
-        "key": {"status": "enabled" if credential.status == "active" else "disabled",
-                "algo": [service.ECDSA_WITH[h] for h in ("sha256", "sha384", "sha512")],
-                "len": 256, "curve": "1.2.840.10045.3.1.7"},
+        "key": _key_info(credential, leaf),
         "cert": cert, "authMode": "explicit", "SCAL": "2", "multisign": service.MAX_HASHES, "lang": "en-US",
     }
     if body.authInfo:
@@ -233,6 +272,21 @@ def credentials_info(request: Request, body: InfoCredentialIn, session: SessionD
                          "format": "A", "label": "Device proof",
                          "description": "clientData {challenge_id, device_signature} from the enrolled device"}
     return result
+
+
+def _key_info(credential: Credential, leaf: x509.Certificate) -> dict[str, Any]:
+    """CSC ``key``: status, the signature algorithm OIDs the key signs with, its length."""
+    key: dict[str, Any] = {"status": "enabled" if credential.status == "active" else "disabled"}
+    if KeyAlgorithm(credential.key_algorithm).is_ec:
+        key.update(algo=[service.ECDSA_WITH[h] for h in _HASHES] + [service.EC_PUBLIC_KEY],
+                   len=leaf.public_key().key_size, curve="1.2.840.10045.3.1.7")
+    else:
+        key.update(algo=[service.RSA_WITH[h] for h in _HASHES] + [service.RSA_ENCRYPTION, service.RSASSA_PSS],
+                   len=leaf.public_key().key_size)
+    return key
+
+
+_HASHES = ("sha256", "sha384", "sha512")
 
 
 @csc_router.post("/credentials/authorize", summary="SAD for these hashes: PIN + device proof (CSC)")
@@ -267,10 +321,9 @@ def signatures_sign_hash(request: Request, body: SignHashIn, session: SessionDep
     actor = _investor(request)
     credential = _own_credential(session, actor, body.credentialID)
     hash_name = _hash_name(body.hashAlgo)
-    if body.signAlgo not in (service.ECDSA_WITH[hash_name], service.EC_PUBLIC_KEY):
-        raise AppError(f"signAlgo {body.signAlgo} is not available for this key", code="invalid_request")
+    mechanism = _sign_mechanism(credential, hash_name, body.signAlgo, body.signAlgoParams)
     signed = service.sign_hash(session, request.app.state.pki.keystore, sad=body.SAD,
                                credential_id=credential.credential_id, hash_algorithm=hash_name,
-                               digests=_b64_digests(body.hash), client=f"csc:{actor.subject}")
+                               digests=_b64_digests(body.hash), client=f"csc:{actor.subject}", mechanism=mechanism)
     session.commit()
     return {"signatures": [base64.b64encode(s.signature).decode() for s in signed]}

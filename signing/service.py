@@ -24,7 +24,7 @@ from ca.models import IssuedCertificate
 from core import audit
 from core.db import utcnow
 from core.errors import BadRequest, Forbidden
-from hsm_sim.base import DigestAlgorithm, KeyStore, Mechanism
+from hsm_sim.base import DigestAlgorithm, KeyAlgorithm, KeyStore, Mechanism
 from ra import credentials as ra_credentials
 from ra import devices
 from ra.models import Credential, Investor
@@ -37,7 +37,10 @@ MAX_HASHES = 100
 HASH_OIDS = {"2.16.840.1.101.3.4.2.1": "sha256", "2.16.840.1.101.3.4.2.2": "sha384",
              "2.16.840.1.101.3.4.2.3": "sha512"}
 ECDSA_WITH = {"sha256": "1.2.840.10045.4.3.2", "sha384": "1.2.840.10045.4.3.3", "sha512": "1.2.840.10045.4.3.4"}
+RSA_WITH = {"sha256": "1.2.840.113549.1.1.11", "sha384": "1.2.840.113549.1.1.12", "sha512": "1.2.840.113549.1.1.13"}
 EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
+RSASSA_PSS = "1.2.840.113549.1.1.10"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,26 @@ def _check_digests(hash_algorithm: str, digests: list[bytes]) -> DigestAlgorithm
     if len(set(digests)) != len(digests):
         raise BadRequest("the hashes must differ", code="invalid_hashes")
     return algorithm
+
+
+def signature_algorithm_oid(mechanism: Mechanism, hash_algorithm: str) -> str:
+    """The OID the log records for a signature: ``ecdsa-with-SHA*``, ``sha*WithRSAEncryption``
+    or ``id-RSASSA-PSS`` (its parameters follow from the hash, see :func:`sign_mechanism`)."""
+    if mechanism is Mechanism.ECDSA:
+        return ECDSA_WITH[hash_algorithm]
+    if mechanism is Mechanism.RSA_PKCS1V15:
+        return RSA_WITH[hash_algorithm]
+    return RSASSA_PSS
+
+
+def default_mechanism(key_algorithm: str) -> Mechanism:
+    """ECDSA for EC credentials, PKCS#1 v1.5 for RSA ones (what CMS signatures use)."""
+    return Mechanism.ECDSA if KeyAlgorithm(key_algorithm).is_ec else Mechanism.RSA_PKCS1V15
+
+
+def sign_mechanisms(key_algorithm: str) -> tuple[Mechanism, ...]:
+    """What a credential's key can sign with."""
+    return (Mechanism.ECDSA,) if KeyAlgorithm(key_algorithm).is_ec else (Mechanism.RSA_PKCS1V15, Mechanism.RSA_PSS)
 
 
 def _active(credential: Credential) -> None:
@@ -139,10 +162,21 @@ def _spend(session: Session, *, sad: str, credential_id: str, hash_algorithm: st
     return authorization
 
 
+def _usable_mechanism(credential: Credential, mechanism: Mechanism | None) -> Mechanism:
+    if mechanism is None:
+        return default_mechanism(credential.key_algorithm)
+    if mechanism not in sign_mechanisms(credential.key_algorithm):
+        raise BadRequest(f"a {credential.key_algorithm} key cannot sign with {mechanism.value}",
+                         code="unsupported_algorithm")
+    return mechanism
+
+
 def _sign_and_log(session: Session, keystore: KeyStore, *, credential_id: str, hash_algorithm: str,
-                  digests: list[bytes], client: str, purpose: str) -> tuple[Credential, list[SignedHash]]:
+                  digests: list[bytes], client: str, purpose: str,
+                  mechanism: Mechanism | None = None) -> tuple[Credential, list[SignedHash]]:
     credential = ra_credentials.get_credential(session, credential_id)
     _active(credential)
+    mechanism = _usable_mechanism(credential, mechanism)
     status = session.execute(select(IssuedCertificate.status).where(
         IssuedCertificate.serial_hex == credential.certificate_serial)).scalar_one_or_none()
     if status != "good":
@@ -150,11 +184,11 @@ def _sign_and_log(session: Session, keystore: KeyStore, *, credential_id: str, h
     investor = session.get(Investor, credential.investor_id)
     owner = ra_credentials.key_owner(investor) if investor else ""
     algorithm = DigestAlgorithm(hash_algorithm)
-    sign_algorithm = ECDSA_WITH[hash_algorithm]
+    sign_algorithm = signature_algorithm_oid(mechanism, hash_algorithm)
     now = utcnow()
     signed = []
     for digest in digests:
-        signature = keystore.sign(credential.key_label, owner, digest, algorithm, Mechanism.ECDSA)
+        signature = keystore.sign(credential.key_label, owner, digest, algorithm, mechanism)
         session.add(SignatureRecord(
             credential_id=credential.credential_id, certificate_serial=credential.certificate_serial or "",
             digest_hex=digest.hex(), hash_algorithm=hash_algorithm, sign_algorithm=sign_algorithm,
@@ -170,14 +204,19 @@ def _sign_and_log(session: Session, keystore: KeyStore, *, credential_id: str, h
 
 def sign_hash(
     session: Session, keystore: KeyStore, *, sad: str, credential_id: str, hash_algorithm: str,
-    digests: list[bytes], client: str,
+    digests: list[bytes], client: str, mechanism: Mechanism | None = None,
 ) -> list[SignedHash]:
-    """Sign exactly the authorised hashes, once; refuse anything else without spending the SAD."""
+    """Sign exactly the authorised hashes, once; refuse anything else without spending the SAD.
+
+    ``mechanism`` defaults to the key's usual one (ECDSA, or RSA PKCS#1 v1.5); RSA keys also
+    sign RSA-PSS (MGF1 with the digest's hash, salt as long as the digest).
+    """
     _check_digests(hash_algorithm, digests)
+    _usable_mechanism(ra_credentials.get_credential(session, credential_id), mechanism)
     authorization = _spend(session, sad=sad, credential_id=credential_id, hash_algorithm=hash_algorithm,
                            digests=digests)
     return _sign_and_log(session, keystore, credential_id=credential_id, hash_algorithm=hash_algorithm,
-                         digests=digests, client=client, purpose=authorization.purpose)[1]
+                         digests=digests, client=client, purpose=authorization.purpose, mechanism=mechanism)[1]
 
 
 def sign_cms(
@@ -201,10 +240,12 @@ def sign_cms(
     leaf = x509.load_der_x509_certificate(leaf_row.der)
     attributes = cms.build_signed_attributes(digest, hash_algorithm, leaf, utcnow())
     attributes_digest = cms.signed_attributes_digest(attributes, hash_algorithm)
-    _, signed = _sign_and_log(session, pki.keystore, credential_id=credential_id, hash_algorithm=hash_algorithm,
-                              digests=[attributes_digest], client=client, purpose=purpose)
+    credential, signed = _sign_and_log(session, pki.keystore, credential_id=credential_id,
+                                       hash_algorithm=hash_algorithm, digests=[attributes_digest], client=client,
+                                       purpose=purpose)
     chain = [pki.ca_certificate(pki.load_ca(session, name)) for name in ("issuing", "root")]
-    return cms.assemble_detached_cms(attributes, signed[0].signature, leaf, chain, hash_algorithm, cms.ECDSA)
+    return cms.assemble_detached_cms(attributes, signed[0].signature, leaf, chain, hash_algorithm,
+                                     default_mechanism(credential.key_algorithm).value)
 
 
 def signatures_of(session: Session, digest: bytes) -> list[SignatureRecord]:

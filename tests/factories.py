@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from sqlmodel import Session
 
@@ -24,7 +24,7 @@ def investor_subject(name: str = "Chen Mei-Ling", reference: str = "INV-000001")
     ])
 
 
-def issue_investor_certificate(platform: Platform, *, key: ec.EllipticCurvePrivateKey | None = None,
+def issue_investor_certificate(platform: Platform, *, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None,
                                reference: str = "INV-000001") -> CertificateRow:
     """Issue an investor signing certificate through the service layer and commit it."""
     key = key or ec.generate_private_key(ec.SECP256R1())

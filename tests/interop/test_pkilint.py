@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from cloudseal.platform import Platform
@@ -28,6 +29,12 @@ def lint(tool: str, path: Path, *options: str) -> str:
 def test_certificates_pass_pkilint(platform: Platform, pki_files: PkiFiles, profile: str) -> None:
     cert = load(issue_investor_certificate(platform)) if profile == "investor_signing" else service_certificate(platform, profile)
     findings = lint("lint_pkix_cert", pki_files.write(f"{profile}.der", cert.public_bytes(Encoding.DER)))
+    assert findings == "", findings
+
+
+def test_rsa_investor_certificates_pass_pkilint(platform: Platform, pki_files: PkiFiles) -> None:
+    cert = load(issue_investor_certificate(platform, key=rsa.generate_private_key(65537, 2048)))
+    findings = lint("lint_pkix_cert", pki_files.write("investor_rsa.der", cert.public_bytes(Encoding.DER)))
     assert findings == "", findings
 
 

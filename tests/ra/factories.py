@@ -87,10 +87,12 @@ class Phone:
 
 
 def enrol_and_activate(client: TestClient, platform: Platform, *, broker: str = "B001", id_number: str = "A123456789",
-                       accounts: list[str] | None = None, pin: str = "482916") -> tuple[int, Phone]:
+                       accounts: list[str] | None = None, pin: str = "482916",
+                       key_algorithm: str = "EC_P256") -> tuple[int, Phone]:
     """The whole enrolment: submit, approve, redeem. Returns the investor id and the phone."""
     headers = officer(platform, broker)
-    submitted = client.post("/ra/enrolments", json=enrolment_body(id_number, accounts), headers=headers)
+    submitted = client.post("/ra/enrolments", json={**enrolment_body(id_number, accounts), "key_algorithm": key_algorithm},
+                            headers=headers)
     assert submitted.status_code == 201, submitted.text
     approved = client.post(f"/ra/enrolments/{submitted.json()['enrolment_id']}/approve", headers=headers)
     assert approved.status_code == 200, approved.text

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from cloudseal.platform import Platform
 from core.db import session_scope
 from ra import devices
-from signing import service
+from core.auth import Actor, Role
+from signing import evidence, service
 from signing.cms import parse_detached_cms, signed_attributes_digest
 from tests.interop.conftest import require_tool
 from tests.ra.factories import Phone, create_broker, enrol_and_activate
@@ -53,6 +54,28 @@ def test_openssl_cms_verify_accepts_the_signed_order(client: TestClient, platfor
     with session_scope(platform.engine) as session:  # the log holds the digest the HSM signed
         records = service.signatures_of(session, signed_attributes_digest(parsed.signed_attributes, "sha256"))
     assert len(records) == 1 and records[0].purpose == "order"
+
+
+def test_an_rsa_credential_gets_a_pkcs1_cms_that_openssl_and_the_verifier_accept(
+        client: TestClient, platform: Platform, tmp_path: Path) -> None:
+    create_broker(client, platform, "B001")
+    _, phone = enrol_and_activate(client, platform, key_algorithm="RSA_2048")
+    response = _sign(client, phone)
+    assert response.status_code == 200, response.text
+    der = base64.b64decode(response.json()["cms"])
+    assert parse_detached_cms(der).signature_algorithm == "RSA_PKCS1V15"
+    (tmp_path / "order.json").write_bytes(ORDER)
+    (tmp_path / "order.cms").write_bytes(der)
+    (tmp_path / "chain.pem").write_bytes(client.get("/pki/chain.pem").content)
+    result = subprocess.run([require_tool("openssl"), "cms", "-verify", "-binary", "-inform", "DER",
+                             "-in", str(tmp_path / "order.cms"), "-content", str(tmp_path / "order.json"),
+                             "-CAfile", str(tmp_path / "chain.pem"), "-out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "Verification successful" in result.stderr, result.stderr
+    with session_scope(platform.engine) as session:
+        outcome, _ = evidence.verify_for_broker(session, platform.pki, actor=Actor("bo", Role.BROKER_BACKOFFICE, "B001"),
+                                                cms=der, content=ORDER)
+    assert outcome.valid and outcome.logged and outcome.signing_time_source == "platform_log", outcome
 
 
 def test_cms_signing_refuses_a_wrong_pin_and_a_foreign_proof(client: TestClient, platform: Platform) -> None:

@@ -5,19 +5,24 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+
+import httpx
 
 import pyotp
+from asn1crypto import algos as asn1_algos
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from cloudseal.platform import Platform
 from ra import devices
 from signing import service
 from tests.conftest import bearer
-from tests.ra.factories import Phone, create_broker, enrol_and_activate
+from tests.ra.factories import Phone, create_broker, enrol_and_activate, enrolment_body, officer
 
 SHA256 = "2.16.840.1.101.3.4.2.1"
 ECDSA_SHA256 = "1.2.840.10045.4.3.2"
@@ -28,9 +33,10 @@ def _basic(reference: str, pin: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{reference}:{pin}".encode()).decode()}
 
 
-def _login(client: TestClient, platform: Platform, pin: str = "482916") -> tuple[dict[str, str], Phone, str]:
+def _login(client: TestClient, platform: Platform, pin: str = "482916",
+           key_algorithm: str = "EC_P256") -> tuple[dict[str, str], Phone, str]:
     create_broker(client, platform, "B001")
-    investor_id, phone = enrol_and_activate(client, platform)
+    investor_id, phone = enrol_and_activate(client, platform, key_algorithm=key_algorithm)
     reference = client.get(f"/ra/investors/{investor_id}", headers=bearer(platform)).json()["reference"]
     response = client.post("/csc/v1/auth/login", json={}, headers=_basic(reference, pin))
     assert response.status_code == 200, response.text
@@ -146,3 +152,104 @@ def test_hostile_credential_ids_and_sads_get_csc_errors_on_every_backend(any_pla
             assert response.status_code == 400 and response.json()["error"] == "invalid_request", path
         assert client.post("/signing/totp", json={"credential_id": "ab", "pin": "1", "challenge_id": "ab",
                                                   "device_signature": "x"}).status_code == 404
+
+
+RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
+SHA384 = "2.16.840.1.101.3.4.2.2"
+SHA384_RSA = "1.2.840.113549.1.1.12"
+RSASSA_PSS = "1.2.840.113549.1.1.10"
+
+
+def _pss_params(hash_name: str, salt_length: int) -> str:
+    params = asn1_algos.RSASSAPSSParams({
+        "hash_algorithm": {"algorithm": hash_name},
+        "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": hash_name}},
+        "salt_length": salt_length})
+    return base64.b64encode(params.dump()).decode()
+
+
+def _authorize(client: TestClient, headers: dict[str, str], phone: Phone, digest: bytes, hash_algo: str) -> str:
+    name = service.HASH_OIDS[hash_algo]
+    challenge = client.post("/ra/app/challenges", json={"credential_id": phone.credential_id}).json()
+    message = devices.challenge_message(challenge["challenge_id"], base64.b64decode(challenge["nonce"]),
+                                        service.authorization_action(name, [digest]), phone.credential_id or "")
+    response = client.post("/csc/v1/credentials/authorize", headers=headers, json={
+        "credentialID": phone.credential_id, "numSignatures": 1, "hash": [base64.b64encode(digest).decode()],
+        "hashAlgo": hash_algo, "PIN": "482916", "clientData": json.dumps({
+            "challenge_id": challenge["challenge_id"], "device_signature": phone.sign(message)})})
+    assert response.status_code == 200, response.text
+    return response.json()["SAD"]
+
+
+def _sign(client: TestClient, headers: dict[str, str], phone: Phone, digest: bytes, hash_algo: str,
+          sign_algo: str, params: str | None = None) -> httpx.Response:
+    body = {"credentialID": phone.credential_id, "SAD": _authorize(client, headers, phone, digest, hash_algo),
+            "hash": [base64.b64encode(digest).decode()], "hashAlgo": hash_algo, "signAlgo": sign_algo}
+    if params is not None:
+        body["signAlgoParams"] = params
+    return client.post("/csc/v1/signatures/signHash", headers=headers, json=body)
+
+
+def test_rsa_credential_signs_pkcs1_v15_and_pss(client: TestClient, platform: Platform) -> None:
+    headers, phone, _ = _login(client, platform, key_algorithm="RSA_2048")
+    info = client.post("/csc/v1/credentials/info", headers=headers,
+                       json={"credentialID": phone.credential_id, "certificates": "single"}).json()
+    assert info["key"]["len"] == 2048 and "curve" not in info["key"]
+    assert {RSA_ENCRYPTION, SHA384_RSA, RSASSA_PSS} <= set(info["key"]["algo"]) and ECDSA_SHA256 not in info["key"]["algo"]
+    public_key = x509.load_der_x509_certificate(base64.b64decode(info["cert"]["certificates"][0])).public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
+
+    digest384 = hashlib.sha384(b"order 43: sell 10 2317").digest()
+    v15 = _sign(client, headers, phone, digest384, SHA384, SHA384_RSA)
+    assert v15.status_code == 200, v15.text
+    public_key.verify(base64.b64decode(v15.json()["signatures"][0]), digest384, padding.PKCS1v15(),
+                      Prehashed(hashes.SHA384()))
+    generic = _sign(client, headers, phone, DOC, SHA256, RSA_ENCRYPTION)
+    public_key.verify(base64.b64decode(generic.json()["signatures"][0]), DOC, padding.PKCS1v15(),
+                      Prehashed(hashes.SHA256()))
+    pss = _sign(client, headers, phone, hashlib.sha256(b"order 44").digest(), SHA256, RSASSA_PSS,
+                _pss_params("sha256", 32))
+    assert pss.status_code == 200, pss.text
+    public_key.verify(base64.b64decode(pss.json()["signatures"][0]), hashlib.sha256(b"order 44").digest(),
+                      padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), Prehashed(hashes.SHA256()))
+    pss_default = _sign(client, headers, phone, hashlib.sha256(b"order 45").digest(), SHA256, RSASSA_PSS)
+    assert pss_default.status_code == 200, pss_default.text
+    with platform.engine.connect() as connection:
+        logged = connection.execute(text("SELECT sign_algorithm FROM sig_log ORDER BY id")).scalars().all()
+    assert logged == [SHA384_RSA, "1.2.840.113549.1.1.11", RSASSA_PSS, RSASSA_PSS]
+
+
+def test_rsa_pss_parameters_the_hsm_does_not_use_are_refused(client: TestClient, platform: Platform) -> None:
+    headers, phone, _ = _login(client, platform, key_algorithm="RSA_2048")
+    for params in (_pss_params("sha256", 20), _pss_params("sha512", 64), base64.b64encode(b"\x30\x03garbage").decode(),
+                   "not base64!"):
+        refused = _sign(client, headers, phone, os.urandom(32), SHA256, RSASSA_PSS, params)
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_request", params
+
+
+def test_sign_algorithms_of_the_other_key_type_are_refused_without_spending_the_sad(
+        client: TestClient, platform: Platform) -> None:
+    headers, phone, _ = _login(client, platform, key_algorithm="RSA_3072")
+    sad = _authorize(client, headers, phone, DOC, SHA256)
+    body = {"credentialID": phone.credential_id, "SAD": sad, "hash": [base64.b64encode(DOC).decode()],
+            "hashAlgo": SHA256, "signAlgo": ECDSA_SHA256}
+    refused = client.post("/csc/v1/signatures/signHash", headers=headers, json=body)
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
+    mismatched = client.post("/csc/v1/signatures/signHash", headers=headers, json={**body, "signAlgo": SHA384_RSA})
+    assert mismatched.status_code == 400
+    signed = client.post("/csc/v1/signatures/signHash", headers=headers, json={**body, "signAlgo": RSA_ENCRYPTION})
+    assert signed.status_code == 200, signed.text
+    assert len(base64.b64decode(signed.json()["signatures"][0])) == 384
+
+
+def test_ec_credentials_refuse_rsa_sign_algorithms(client: TestClient, platform: Platform) -> None:
+    headers, phone, _ = _login(client, platform)
+    refused = _sign(client, headers, phone, DOC, SHA256, RSA_ENCRYPTION)
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
+
+
+def test_an_unknown_key_algorithm_at_enrolment_is_refused(client: TestClient, platform: Platform) -> None:
+    create_broker(client, platform, "B001")
+    refused = client.post("/ra/enrolments", headers=officer(platform, "B001"),
+                          json={**enrolment_body("A123456789", None), "key_algorithm": "RSA_1024"})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "validation_error"
