@@ -11,13 +11,15 @@ this order, and stops at the first failure with its stable reason code:
 4. every certificate of the chain was valid at the signing time (``not_yet_valid``,
    ``expired``);
 5. none was revoked or on hold at the signing time (``revoked``, ``on_hold``). A revocation
-   *after* the signing time leaves the signature valid; the result shows it.
+   *after* the signing time leaves the signature valid; the result shows it;
+6. the status of every certificate of the chain could be learnt (``revocation_unknown``:
+   no fresh, authentic OCSP answer or CRL, or the CA does not know the certificate). Like
+   an "indeterminate" verdict, it is not valid, and asking again later may settle it.
 
 The signing time is, in order of preference: the ``at`` the caller gives as authoritative;
 the platform's signature log when the verifier has one (:class:`SignatureLog`; a signature
 the log does not know is judged *now*, never at the time its signer claims); the signer's
-own ``signingTime`` claim, flagged ``signer_claim``. A revocation status that cannot be
-learnt leaves the signature valid with the status ``unknown`` shown.
+own ``signingTime`` claim, flagged ``signer_claim``.
 """
 
 from __future__ import annotations
@@ -258,6 +260,11 @@ class Verifier:
             if then in (REVOKED, ON_HOLD):
                 what = "revoked" if then == REVOKED else "on hold"
                 return base.failed(then, f"{certificate.subject.rfc4514_string()} was {what} when it was used")
+        for certificate, status in zip(path, statuses):
+            if status.at(base.judged_at) not in (GOOD, REVOKED, ON_HOLD):
+                detail = f": {status.detail}" if status.detail else ""
+                return base.failed("revocation_unknown", f"the revocation status of "
+                                   f"{certificate.subject.rfc4514_string()} could not be learnt{detail}")
         return base.result(valid=True)
 
 

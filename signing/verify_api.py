@@ -25,7 +25,7 @@ from signing.models import VerificationEvidence
 from signing.verifier import VerificationResult, decode_digest
 
 ReasonCode = Literal["malformed", "digest_mismatch", "bad_signature", "untrusted_chain", "not_yet_valid",
-                     "expired", "revoked", "on_hold", "unsupported_algorithm"]
+                     "expired", "revoked", "on_hold", "unsupported_algorithm", "revocation_unknown"]
 Status = Literal["good", "revoked", "on_hold", "unknown"]
 SigningTimeSource = Literal["platform_log", "signer_claim", "none"]
 

@@ -541,3 +541,14 @@ def test_a_crl_not_signed_by_the_issuing_ca_is_not_believed(platform: Platform) 
         status = CrlRevocation(client, ["http://pki.test/pki/crl/issuing.crl"]).status(revoked, issuing)
     assert status.status == "unknown" and "not signed" in (status.detail or "")
 
+
+
+def test_a_revocation_status_that_cannot_be_learnt_is_not_valid(platform: Platform) -> None:
+    order = signed_order(platform)
+    issuing, root = ca_chain(platform)
+    for answer in (b"not an OCSP response", b""):
+        with _serving(answer) as client:
+            verifier = Verifier([root], OcspRevocation(client, "http://pki.test"), intermediates=[issuing])
+            result = verifier.verify(order.cms, content=order.document)
+        assert (result.valid, result.reason, result.status_now) == (False, "revocation_unknown", "unknown")
+        assert "could not be learnt" in (result.message or "")
