@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -138,6 +139,25 @@ def get_session(request: Request) -> Iterator[Session]:
     with Session(request.app.state.engine, expire_on_commit=False) as session:
         try:
             yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+@contextmanager
+def request_sessions(request: Request) -> Iterator[tuple[Session, Session]]:
+    """A write session (committed when the block succeeds) and a read session, opened in the
+    handler's own thread.
+
+    The hot signing endpoints use this instead of ``SessionDep`` + ``ReadSessionDep``: each
+    generator dependency enters and exits in a thread-pool hop of its own, four extra hops
+    per request that cost more than the handler's SQL under load.
+    """
+    with Session(request.app.state.read_engine, expire_on_commit=False) as reader, \
+            Session(request.app.state.engine, expire_on_commit=False) as session:
+        try:
+            yield session, reader
             session.commit()
         except BaseException:
             session.rollback()

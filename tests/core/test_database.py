@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -86,3 +88,57 @@ def test_timestamps_come_back_aware_utc_and_naive_ones_are_refused(database_url:
 def test_app_errors_carry_status_and_stable_code() -> None:
     err = AppError("nope", code="thing_missing", status_code=404)
     assert err.to_body() == {"error": {"code": "thing_missing", "message": "nope"}}
+
+
+def _counter_engine(tmp_path) -> tuple[object, str]:
+    url = f"sqlite:///{tmp_path}/gate.db"
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE counter (n INTEGER)"))
+        connection.execute(text("INSERT INTO counter VALUES (0)"))
+    return engine, url
+
+
+def test_a_write_transaction_may_commit_in_another_thread(tmp_path) -> None:
+    """A request's session can begin in one thread-pool thread and commit in another."""
+    engine, _ = _counter_engine(tmp_path)
+    session = Session(engine)
+    session.execute(text("UPDATE counter SET n = n + 1"))  # BEGIN IMMEDIATE here, in this thread
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(session.commit).result(timeout=10)
+    session.close()
+    with Session(engine) as again:  # the gate was given back: the next writer gets in at once
+        again.execute(text("UPDATE counter SET n = n + 1"))
+        again.commit()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT n FROM counter")).scalar_one() == 2
+    engine.dispose()
+
+
+def test_writers_of_two_engines_on_one_file_take_turns(tmp_path) -> None:
+    """Processes (here: two engines) sharing the file queue on the lock file beside it."""
+    first, url = _counter_engine(tmp_path)
+    second = make_engine(url)
+    order: list[str] = []
+    holder = first.connect()
+    holder.begin()
+    holder.execute(text("UPDATE counter SET n = n + 1"))
+
+    def other_writer() -> None:
+        with second.begin() as connection:
+            order.append("second began")
+            connection.execute(text("UPDATE counter SET n = n * 10"))
+
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(other_writer)
+        time.sleep(0.3)
+        order.append("first commits")
+        holder.commit()
+        holder.close()
+        waiting.result(timeout=10)
+    assert order == ["first commits", "second began"]
+    assert (tmp_path / "gate.db.writelock").exists()
+    with first.connect() as connection:
+        assert connection.execute(text("SELECT n FROM counter")).scalar_one() == 10
+    first.dispose()
+    second.dispose()
