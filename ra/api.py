@@ -16,7 +16,7 @@ from core.auth import Actor, Role, require_role
 from core.db import committing_refusals
 from core.errors import Conflict, NotFound
 from core.validation import DB_ID_MAX
-from core.web import ActorDep, SessionDep
+from core.web import ActorDep, SessionDep, request_sessions
 from ra import credentials, devices, queries, service
 from ra.models import Credential, Enrolment, Investor
 from ra.schemas import (
@@ -233,10 +233,10 @@ def redeem(body: RedeemIn, session: SessionDep, pki: PkiDep) -> ActivatedOut:
 
 @app_router.post("/app/challenges", response_model=ChallengeOut, status_code=201,
                  summary="A challenge for the enrolled device to sign")
-def challenge(body: ChallengeIn, session: SessionDep) -> ChallengeOut:
-    credentials.get_credential(session, body.credential_id)
-    issued = devices.issue_challenge(session, body.credential_id)
-    session.commit()
+def challenge(body: ChallengeIn, request: Request) -> ChallengeOut:
+    with request_sessions(request) as (session, reader):
+        credentials.require_credential(reader, body.credential_id)
+        issued = devices.issue_challenge(session, body.credential_id)
     return ChallengeOut(challenge_id=issued.id, nonce=base64.b64encode(issued.nonce).decode(), expires_at=issued.expires_at)
 
 

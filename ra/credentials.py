@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from sqlalchemy import event, select, update
+from typing import Any
+
+from sqlalchemy import Row, event, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -208,8 +210,26 @@ def get_credential(session: Session, credential_id: str) -> Credential:
     return credential
 
 
-def verify_pin(session: Session, pki: Pki, credential: Credential, pin: str) -> None:
+def require_credential_id(credential_id: str) -> None:
+    """404 ``unknown_credential`` for what cannot be a credential id (before any query)."""
+    if not _CREDENTIAL_ID.fullmatch(credential_id):
+        raise NotFound("no such credential", code="unknown_credential")
+
+
+def require_credential(reader: Session, credential_id: str) -> None:
+    """404 ``unknown_credential`` unless the credential exists (a plain read, no lock)."""
+    found = _CREDENTIAL_ID.fullmatch(credential_id) and reader.execute(
+        select(Credential.id).where(Credential.credential_id == credential_id)).first()
+    if not found:
+        raise NotFound("no such credential", code="unknown_credential")
+
+
+def verify_pin(session: Session, pki: Pki, credential: Credential | Row[Any], pin: str) -> None:
     """Check the PIN against the shared failure counter (the signing service uses it too).
+
+    ``credential`` is the ORM row or a Core row with its ``id``, ``credential_id``,
+    ``locked_at``, ``pin_salt``, ``pin_hmac`` and ``pin_failures``, read in the caller's
+    write transaction.
 
     A wrong PIN increments the counter atomically; the fifth consecutive one locks the
     credential. A locked credential refuses even the right PIN until an RA officer unblocks

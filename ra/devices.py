@@ -13,14 +13,26 @@ import uuid
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session
 
-from core.db import utcnow
+from core.db import UTCDateTime, utcnow
 from core.errors import BadRequest, Unauthorized
 from ra.models import AppChallenge
 
 CHALLENGE_TTL = dt.timedelta(minutes=2)
+_CHALLENGE_ID = re.compile(r"[0-9a-f]{1,64}")
+# Built once: challenges are issued and burnt on every signature.
+_INSERT_CHALLENGE = insert(AppChallenge)
+_CHALLENGE_NONCE = (select(AppChallenge.nonce).where(AppChallenge.id == bindparam("id"))
+                    .where(AppChallenge.credential_id == bindparam("credential_id")))
+_BURN_CHALLENGE = (
+    update(AppChallenge)
+    .where(AppChallenge.id == bindparam("challenge_id"))
+    .where(AppChallenge.used_at.is_(None))  # type: ignore[union-attr]
+    .where(AppChallenge.expires_at > bindparam("now", type_=UTCDateTime()))
+    .values(used_at=bindparam("burnt_at", type_=UTCDateTime()))
+)
 PIN_MIN_LENGTH, PIN_MAX_LENGTH = 6, 12
 
 
@@ -70,26 +82,39 @@ def issue_challenge(session: Session, credential_id: str) -> AppChallenge:
     """A fresh single-use challenge for ``credential_id`` (caller checks the credential)."""
     challenge = AppChallenge(id=uuid.uuid4().hex, credential_id=credential_id,
                              nonce=secrets.token_bytes(32), expires_at=utcnow() + CHALLENGE_TTL)
-    session.add(challenge)
-    session.flush()
+    session.connection().execute(_INSERT_CHALLENGE, dict(id=challenge.id, credential_id=credential_id,
+                                                         nonce=challenge.nonce, expires_at=challenge.expires_at))
     return challenge
 
 
 def consume_challenge(session: Session, *, challenge_id: str, credential_id: str, action: str,
                       device_key: bytes, signature_b64: str) -> None:
     """Verify and burn a challenge: it works once, for its credential, before it expires."""
-    challenge = session.get(AppChallenge, challenge_id)
-    if challenge is None or challenge.credential_id != credential_id:
+    check_challenge_proof(session, challenge_id=challenge_id, credential_id=credential_id, action=action,
+                          device_key=device_key, signature_b64=signature_b64)
+    burn_challenge(session, challenge_id)
+
+
+def check_challenge_proof(reader: Session, *, challenge_id: str, credential_id: str, action: str,
+                          device_key: bytes, signature_b64: str) -> None:
+    """Verify the device's signature over a challenge of ``credential_id`` for ``action``.
+
+    Only reads: the caller burns the challenge with :func:`burn_challenge` in its write
+    transaction, which is what makes it single-use.
+    """
+    if not _CHALLENGE_ID.fullmatch(challenge_id):
         raise Unauthorized("unknown challenge", code="invalid_challenge")
-    verify_device_signature(device_key, challenge_message(challenge.id, challenge.nonce, action, credential_id),
-                            signature_b64)
-    burned = session.execute(
-        update(AppChallenge)
-        .where(AppChallenge.id == challenge_id)
-        .where(AppChallenge.used_at.is_(None))  # type: ignore[union-attr]
-        .where(AppChallenge.expires_at > utcnow())
-        .values(used_at=utcnow())
-    )
+    nonce = reader.connection().execute(_CHALLENGE_NONCE, {"id": challenge_id, "credential_id": credential_id}
+                                        ).scalar_one_or_none()
+    if nonce is None:
+        raise Unauthorized("unknown challenge", code="invalid_challenge")
+    verify_device_signature(device_key, challenge_message(challenge_id, nonce, action, credential_id), signature_b64)
+
+
+def burn_challenge(session: Session, challenge_id: str) -> None:
+    """Mark a verified challenge used; 401 ``invalid_challenge`` if it already was or expired."""
+    now = utcnow()
+    burned = session.connection().execute(_BURN_CHALLENGE, {"challenge_id": challenge_id, "now": now, "burnt_at": now})
     if burned.rowcount != 1:
         raise Unauthorized("the challenge was already used or has expired", code="invalid_challenge")
 

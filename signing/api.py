@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.db import committing_refusals
 from core.errors import BadRequest
-from core.web import SessionDep, get_actor
+from core.web import SessionDep, get_actor, request_sessions
 from ra import credentials as ra_credentials
 from ra import devices
 from ra.models import Investor
@@ -50,17 +50,17 @@ class CmsOut(BaseModel):
 
 
 @signing_router.post("/cms", response_model=CmsOut, summary="Authorise and sign: a detached CAdES-BES CMS")
-def sign_cms(body: CmsIn, request: Request, session: SessionDep) -> CmsOut:
+def sign_cms(body: CmsIn, request: Request) -> CmsOut:
     try:
         digest = base64.b64decode(body.digest, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise BadRequest("digest must be base64", code="invalid_hashes") from exc
-    with committing_refusals(session):
+    client = _client(request)
+    with request_sessions(request) as (session, reader), committing_refusals(session):
         der = service.sign_cms(
             session, request.app.state.pki, credential_id=body.credential_id, pin=body.pin, digest=digest,
-            hash_algorithm=body.digest_algorithm, client=_client(request), purpose=body.purpose,
-            challenge_id=body.challenge_id, device_signature=body.device_signature, otp=body.otp)
-    session.commit()
+            hash_algorithm=body.digest_algorithm, client=client, purpose=body.purpose,
+            challenge_id=body.challenge_id, device_signature=body.device_signature, otp=body.otp, reader=reader)
     return CmsOut(cms=base64.b64encode(der).decode())
 
 

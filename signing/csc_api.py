@@ -25,12 +25,13 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlmodel import Session
 
 from ca.models import IssuedCertificate
 from core.auth import Actor, Role, verify_token
 from core.db import committing_refusals, utcnow
 from core.errors import AppError, Unauthorized
-from core.web import SessionDep
+from core.web import ReadSessionDep, SessionDep, request_sessions
 from hsm_sim.base import DigestAlgorithm, KeyAlgorithm, Mechanism
 from ra import credentials as ra_credentials
 from ra.models import Credential, Investor
@@ -135,7 +136,7 @@ def _hash_name(oid: str) -> str:
     return name
 
 
-def _sign_mechanism(credential: Credential, hash_name: str, sign_algo: str, params_b64: str | None) -> Mechanism:
+def _sign_mechanism(credential: service.SigningCredential, hash_name: str, sign_algo: str, params_b64: str | None) -> Mechanism:
     """The HSM mechanism a CSC ``signAlgo`` (and ``signAlgoParams``) asks of this key.
 
     EC keys: ``ecdsa-with-SHA*`` matching ``hashAlgo``, or ``ecPublicKey``. RSA keys:
@@ -185,10 +186,9 @@ def _investor(request: Request) -> Actor:
     return actor
 
 
-def _own_credential(session: SessionDep, actor: Actor, credential_id: str) -> Credential:
-    credential = ra_credentials.get_credential(session, credential_id)
-    investor = session.get(Investor, credential.investor_id)
-    if investor is None or investor.reference != actor.subject:
+def _own_credential(reader: Session, actor: Actor, credential_id: str) -> service.SigningCredential:
+    credential = service.load_signing_credential(reader, credential_id)
+    if credential.investor_reference != actor.subject:
         raise AppError("unknown credentialID", code="unknown_credential", status_code=400)
     return credential
 
@@ -230,7 +230,7 @@ def login(request: Request, session: SessionDep, body: LoginIn | None = None) ->
 
 
 @csc_router.post("/credentials/list", summary="The caller's credentials (CSC)")
-def credentials_list(request: Request, session: SessionDep, body: ListIn | None = None) -> dict[str, Any]:
+def credentials_list(request: Request, session: ReadSessionDep, body: ListIn | None = None) -> dict[str, Any]:
     actor = _investor(request)
     ids = session.execute(
         select(Credential.credential_id).join(Investor, Investor.id == Credential.investor_id)
@@ -240,7 +240,7 @@ def credentials_list(request: Request, session: SessionDep, body: ListIn | None 
 
 
 @csc_router.post("/credentials/info", summary="A credential's key, certificate and auth modes (CSC)")
-def credentials_info(request: Request, body: InfoCredentialIn, session: SessionDep) -> dict[str, Any]:
+def credentials_info(request: Request, body: InfoCredentialIn, session: ReadSessionDep) -> dict[str, Any]:
     actor = _investor(request)
     credential = _own_credential(session, actor, body.credentialID)
     row = session.execute(select(IssuedCertificate).where(
@@ -274,7 +274,7 @@ def credentials_info(request: Request, body: InfoCredentialIn, session: SessionD
     return result
 
 
-def _key_info(credential: Credential, leaf: x509.Certificate) -> dict[str, Any]:
+def _key_info(credential: service.SigningCredential, leaf: x509.Certificate) -> dict[str, Any]:
     """CSC ``key``: status, the signature algorithm OIDs the key signs with, its length."""
     key: dict[str, Any] = {"status": "enabled" if credential.status == "active" else "disabled"}
     if KeyAlgorithm(credential.key_algorithm).is_ec:
@@ -290,9 +290,14 @@ _HASHES = ("sha256", "sha384", "sha512")
 
 
 @csc_router.post("/credentials/authorize", summary="SAD for these hashes: PIN + device proof (CSC)")
-def credentials_authorize(request: Request, body: AuthorizeIn, session: SessionDep) -> dict[str, Any]:
+def credentials_authorize(request: Request, body: AuthorizeIn) -> dict[str, Any]:
     actor = _investor(request)
-    credential = _own_credential(session, actor, body.credentialID)
+    with request_sessions(request) as (session, reader):
+        return _authorize(request, body, actor, session, reader)
+
+
+def _authorize(request: Request, body: AuthorizeIn, actor: Actor, session: Session, reader: Session) -> dict[str, Any]:
+    credential = _own_credential(reader, actor, body.credentialID)
     digests = _b64_digests(body.hash)
     if body.numSignatures != len(digests):
         raise AppError("numSignatures must equal the number of hashes (SCAL 2)", code="invalid_request")
@@ -311,19 +316,19 @@ def credentials_authorize(request: Request, body: AuthorizeIn, session: SessionD
             session, request.app.state.pki, credential_id=credential.credential_id, pin=body.PIN,
             challenge_id=challenge_id, device_signature=device_signature, otp=body.OTP,
             hash_algorithm=_hash_name(body.hashAlgo), digests=digests, client=f"csc:{actor.subject}",
-            purpose="csc")
-    session.commit()
+            purpose="csc", reader=reader, loaded=credential)
     return {"SAD": sad, "expiresIn": int((expires - utcnow()).total_seconds())}
 
 
 @csc_router.post("/signatures/signHash", summary="Sign authorised hashes (CSC)")
-def signatures_sign_hash(request: Request, body: SignHashIn, session: SessionDep) -> dict[str, Any]:
+def signatures_sign_hash(request: Request, body: SignHashIn) -> dict[str, Any]:
     actor = _investor(request)
-    credential = _own_credential(session, actor, body.credentialID)
-    hash_name = _hash_name(body.hashAlgo)
-    mechanism = _sign_mechanism(credential, hash_name, body.signAlgo, body.signAlgoParams)
-    signed = service.sign_hash(session, request.app.state.pki.keystore, sad=body.SAD,
-                               credential_id=credential.credential_id, hash_algorithm=hash_name,
-                               digests=_b64_digests(body.hash), client=f"csc:{actor.subject}", mechanism=mechanism)
-    session.commit()
+    with request_sessions(request) as (session, reader):
+        credential = _own_credential(reader, actor, body.credentialID)
+        hash_name = _hash_name(body.hashAlgo)
+        mechanism = _sign_mechanism(credential, hash_name, body.signAlgo, body.signAlgoParams)
+        signed = service.sign_hash(session, request.app.state.pki.keystore, sad=body.SAD,
+                                   credential_id=credential.credential_id, hash_algorithm=hash_name,
+                                   digests=_b64_digests(body.hash), client=f"csc:{actor.subject}",
+                                   mechanism=mechanism, reader=reader, loaded=credential)
     return {"signatures": [base64.b64encode(s.signature).decode() for s in signed]}

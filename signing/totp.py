@@ -14,7 +14,7 @@ import secrets
 import time
 
 import pyotp
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlmodel import Session
 
 from core import audit
@@ -61,20 +61,36 @@ def enrol(session: Session, keystore: KeyStore, *, credential_id: str, account_n
 
 def verify(session: Session, keystore: KeyStore, *, credential_id: str, code: str, now: float | None = None) -> None:
     """Accept a fresh code once; 401 ``invalid_otp`` for a wrong, stale or replayed one."""
+    accept_step(session, credential_id, matching_step(session, keystore, credential_id=credential_id, code=code,
+                                                      now=now))
+
+
+def matching_step(reader: Session, keystore: KeyStore, *, credential_id: str, code: str,
+                  now: float | None = None) -> int:
+    """The time step ``code`` belongs to (current one, or one either side); only reads.
+
+    400 ``invalid_otp`` for a malformed code, 409 ``otp_not_enrolled``, 401 ``invalid_otp``
+    for a wrong one. The caller then spends the step with :func:`accept_step`.
+    """
     if not code.isdigit() or len(code) != 6:
         raise BadRequest("an OTP is 6 digits", code="invalid_otp")
-    enrolment = session.get(TotpEnrolment, credential_id)
-    if enrolment is None:
+    salt = reader.execute(select(TotpEnrolment.salt).where(TotpEnrolment.credential_id == credential_id)
+                          ).scalar_one_or_none()
+    if salt is None:
         raise Conflict("no authenticator is enrolled for this credential", code="otp_not_enrolled")
-    totp = pyotp.TOTP(_secret(keystore, credential_id, enrolment.salt))
+    totp = pyotp.TOTP(_secret(keystore, credential_id, salt))
     current = int((now if now is not None else time.time()) // STEP_SECONDS)
     for step in (current - 1, current, current + 1):
         if secrets.compare_digest(totp.at(step * STEP_SECONDS), code):
-            moved = session.execute(
-                update(TotpEnrolment).where(TotpEnrolment.credential_id == credential_id)
-                .where(TotpEnrolment.last_step < step).values(last_step=step)
-            )
-            if moved.rowcount == 1:
-                return
-            raise Unauthorized("this OTP was already used", code="invalid_otp")
+            return step
     raise Unauthorized("the OTP is wrong", code="invalid_otp")
+
+
+def accept_step(session: Session, credential_id: str, step: int) -> None:
+    """Spend a matched step: it and every earlier one are refused from now on (replay)."""
+    moved = session.execute(
+        update(TotpEnrolment).where(TotpEnrolment.credential_id == credential_id)
+        .where(TotpEnrolment.last_step < step).values(last_step=step)
+    )
+    if moved.rowcount != 1:
+        raise Unauthorized("this OTP was already used", code="invalid_otp")
