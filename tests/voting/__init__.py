@@ -1,0 +1,1 @@
+"""Tests of the voting domain core (pure, database-free)."""

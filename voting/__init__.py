@@ -1,0 +1,1 @@
+"""Voting context: meetings, ballots, Company Act rules, tally and the ballot log."""
