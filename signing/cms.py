@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-from collections import deque
+import threading
+from collections import OrderedDict, deque
 
 from asn1crypto import algos as asn1_algos
 from asn1crypto import cms as asn1_cms
@@ -268,15 +269,38 @@ def chain_to(parsed: ParsedCms, trust_anchors: list[x509.Certificate]) -> list[x
             checks_left -= 1
             if checks_left < 0:
                 raise CmsError("untrusted_chain", "too many candidate issuers in the CMS")
-            try:
-                path[-1].verify_directly_issued_by(issuer)
-            except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+            if not _issued_by(path[-1], issuer):
                 continue
             if issuer.public_bytes(Encoding.DER) in anchors:
                 return [*path, issuer]
             reached.add(issuer)
             paths.append([*path, issuer])
     raise CmsError("untrusted_chain", "the signer certificate does not chain to a trust anchor")
+
+
+_VERIFIED_LINKS: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+_VERIFIED_LINKS_MAX = 8192
+_verified_links_lock = threading.Lock()
+
+
+def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """``child``'s signature verifies under ``issuer``'s key. A link that verified once is
+    remembered (by both certificates' fingerprints): certificates never change, and the
+    same signer and CA certificates come back in CMS after CMS."""
+    link = (child.fingerprint(hashes.SHA256()), issuer.fingerprint(hashes.SHA256()))
+    with _verified_links_lock:
+        if link in _VERIFIED_LINKS:
+            _VERIFIED_LINKS.move_to_end(link)
+            return True
+    try:
+        child.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    with _verified_links_lock:
+        _VERIFIED_LINKS[link] = None
+        if len(_VERIFIED_LINKS) > _VERIFIED_LINKS_MAX:
+            _VERIFIED_LINKS.popitem(last=False)
+    return True
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 
 from asn1crypto import cms as asn1_cms
 from asn1crypto import core as asn1_core
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -197,13 +199,13 @@ def _parse(der: bytes) -> ParsedCms:
     ess = _signing_certificate_v2(attributes)
 
     certificates = _certificates(signed_data)
-    signer_index = _find_signer(signer_info["sid"], [c for c, _ in certificates])
-    signer = certificates[signer_index][1]
+    signer_index = _find_signer(signer_info["sid"], certificates)
+    signer = certificates[signer_index]
     if not isinstance(signer.public_key(), (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
         raise CmsError("unsupported_algorithm", "the signer's key is neither EC nor RSA")
     return ParsedCms(
         signer_certificate=signer,
-        certificates=tuple(c for i, (_, c) in enumerate(certificates) if i != signer_index),
+        certificates=tuple(c for i, c in enumerate(certificates) if i != signer_index),
         digest_algorithm=digest_algorithm,
         signature_algorithm=scheme,
         pss_salt_length=salt_length,
@@ -292,30 +294,54 @@ def _signing_certificate_v2(
     return cert_id["cert_hash"].native, hash_algorithm, serial
 
 
-def _certificates(signed_data: asn1_cms.SignedData) -> list[tuple[object, x509.Certificate]]:
-    """Each X.509 certificate as (asn1crypto, cryptography) objects; other kinds are skipped."""
+def _certificates(signed_data: asn1_cms.SignedData) -> list[x509.Certificate]:
+    """Each X.509 certificate of the CMS (other kinds are skipped), parsed by cryptography
+    from its received bytes (asn1crypto's lazy parse of each certificate costs far more)."""
     found = []
     certificates = signed_data["certificates"]
     for choice in [] if isinstance(certificates, asn1_core.Void) else certificates:
         if choice.name == "certificate":
-            found.append((choice.chosen, _load_certificate(choice.chosen.dump())))
+            try:
+                found.append(_load_certificate(choice.chosen.dump()))
+            except ValueError:
+                raise _malformed("a certificate in the CMS cannot be parsed") from None
     return found
 
 
+@functools.lru_cache(maxsize=4096)
 def _load_certificate(der: bytes) -> x509.Certificate:
-    """A certificate whose fields are all decoded now (cryptography decodes lazily)."""
+    """A certificate whose fields are all decoded now (cryptography decodes lazily).
+
+    Cached by its DER: certificates are immutable, and the same signer and CA certificates
+    arrive in CMS after CMS.
+    """
     cert = x509.load_der_x509_certificate(der)
     _ = cert.subject, cert.issuer, cert.serial_number, cert.extensions
     return cert
 
 
-def _find_signer(sid: asn1_cms.SignerIdentifier, certificates: list) -> int:
+def _same_name(name: x509.Name, wanted: asn1_x509.Name) -> bool:
+    """RFC 5280 name matching; identical encodings (the usual case) skip its string prep."""
+    der = name.public_bytes()
+    return der == wanted.dump() or asn1_x509.Name.load(der) == wanted
+
+
+def _key_identifier(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _find_signer(sid: asn1_cms.SignerIdentifier, certificates: list[x509.Certificate]) -> int:
     """Index of the certificate named by the SignerInfo's sid."""
     for index, cert in enumerate(certificates):
         if sid.name == "issuer_and_serial_number":
             wanted = sid.chosen
-            if cert.serial_number == wanted["serial_number"].native and cert.issuer == wanted["issuer"]:
+            if cert.serial_number == wanted["serial_number"].native and _same_name(cert.issuer, wanted["issuer"]):
                 return index
-        elif cert.key_identifier is not None and cert.key_identifier == sid.chosen.native:
-            return index
+        else:
+            key_id = _key_identifier(cert)
+            if key_id is not None and key_id == sid.chosen.native:
+                return index
     raise _malformed("the signer's certificate is not in the CMS")

@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlmodel import Session
 
 from ca.context import CA_NAMES, Pki
@@ -31,6 +31,18 @@ VERIFY_ROLES = (Role.BROKER_BACKOFFICE, Role.OPERATOR)
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 
 
+_FIRST_SIGNED_AT = (  # built once: every verification asks it
+    select(SignatureRecord.signed_at)
+    .where(SignatureRecord.certificate_serial == bindparam("serial"))
+    .where(SignatureRecord.digest_hex == bindparam("digest"))
+    .where(SignatureRecord.hash_algorithm == bindparam("hash_algorithm"))
+    .order_by(SignatureRecord.signed_at).limit(1)  # type: ignore[arg-type]
+)
+
+
+_INSERT_EVIDENCE = insert(VerificationEvidence).returning(VerificationEvidence.id)
+
+
 class DatabaseSignatureLog:
     """The platform's signature log as a :class:`signing.verifier.SignatureLog`."""
 
@@ -41,13 +53,9 @@ class DatabaseSignatureLog:
         """When the HSM first signed these signed attributes with the signer certificate's key."""
         digest = signed_attributes_digest(parsed.signed_attributes, parsed.digest_algorithm)
         with self._session_factory() as session:
-            return session.execute(
-                select(SignatureRecord.signed_at)
-                .where(SignatureRecord.certificate_serial == format(parsed.signer_certificate.serial_number, "x"))
-                .where(SignatureRecord.digest_hex == digest.hex())
-                .where(SignatureRecord.hash_algorithm == parsed.digest_algorithm)
-                .order_by(SignatureRecord.signed_at).limit(1)  # type: ignore[arg-type]
-            ).scalar_one_or_none()
+            return session.connection().execute(_FIRST_SIGNED_AT, {
+                "serial": format(parsed.signer_certificate.serial_number, "x"), "digest": digest.hex(),
+                "hash_algorithm": parsed.digest_algorithm}).scalar_one_or_none()
 
 
 def platform_verifier(session: Session, pki: Pki) -> Verifier:
@@ -97,8 +105,8 @@ def verify_for_broker(
         reason=result.reason, signing_time=result.signing_time, signing_time_source=result.signing_time_source,
         checked_at=result.checked_at, checked_by=actor.label[:200],
     )
-    session.add(evidence)
-    session.flush()
+    evidence.id = session.connection().execute(
+        _INSERT_EVIDENCE, evidence.model_dump(exclude={"id"})).scalar_one()
     return result, evidence
 
 

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel import Session
 
 from ca.models import IssuedCertificate
@@ -338,6 +338,13 @@ class CrlRevocation:
         return valid
 
 
+_CERTIFICATE_STATUS = (  # built once: verification runs it for every certificate of every chain
+    select(IssuedCertificate.status, IssuedCertificate.revoked_at, IssuedCertificate.revocation_reason,
+           IssuedCertificate.fingerprint_sha256)
+    .where(IssuedCertificate.serial_hex == bindparam("serial"))
+)
+
+
 class DatabaseRevocation:
     """Statuses straight from the CA's records (:class:`ca.models.IssuedCertificate`).
 
@@ -354,11 +361,8 @@ class DatabaseRevocation:
     def status(self, certificate: x509.Certificate, issuer: x509.Certificate) -> CertificateStatus:
         """The recorded status, revocation time and reason."""
         with self._session_factory() as session:
-            row = session.execute(
-                select(IssuedCertificate.status, IssuedCertificate.revoked_at,
-                       IssuedCertificate.revocation_reason, IssuedCertificate.fingerprint_sha256)
-                .where(IssuedCertificate.serial_hex == format(certificate.serial_number, "x"))
-            ).one_or_none()
+            row = session.connection().execute(
+                _CERTIFICATE_STATUS, {"serial": format(certificate.serial_number, "x")}).one_or_none()
         if row is None or row.fingerprint_sha256 != certificate.fingerprint(hashes.SHA256()).hex():
             return _unknown(self.source, "the platform's CA did not issue this certificate")
         if row.status in (REVOKED, ON_HOLD):

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.auth import require_role
 from core.errors import BadRequest
 from core.validation import DB_ID_MAX
-from core.web import ActorDep, ReadSessionDep, SessionDep
+from core.web import ActorDep, ReadSessionDep, request_sessions
 from signing import evidence
 from signing.models import VerificationEvidence
 from signing.verifier import VerificationResult, decode_digest
@@ -124,13 +124,13 @@ def _document(body: VerifyIn) -> tuple[bytes | None, bytes | None]:
 
 @verify_router.post("/verify", response_model=VerificationOut,
                     summary="Verify a detached CMS signature over a document (broker back office, operator)")
-def verify(body: VerifyIn, request: Request, session: SessionDep, read_session: ReadSessionDep,
-           actor: ActorDep) -> VerificationOut:
+def verify(body: VerifyIn, request: Request, actor: ActorDep) -> VerificationOut:
     require_role(actor, *evidence.VERIFY_ROLES)
     content, digest = _document(body)
-    result, record = evidence.verify_for_broker(
-        session, request.app.state.pki, actor=actor, cms=body.cms, content=content, digest=digest,
-        digest_algorithm=body.digest_algorithm.lower(), read_session=read_session)
+    with request_sessions(request) as (session, read_session):
+        result, record = evidence.verify_for_broker(
+            session, request.app.state.pki, actor=actor, cms=body.cms, content=content, digest=digest,
+            digest_algorithm=body.digest_algorithm.lower(), read_session=read_session)
     return VerificationOut.of(result, record.id or 0)
 
 
