@@ -6,5 +6,6 @@ import ca.models  # noqa: F401
 import core.models  # noqa: F401
 import ra.models  # noqa: F401
 import signing.models  # noqa: F401
+import voting.models  # noqa: F401
 
 metadata = SQLModel.metadata
