@@ -1,0 +1,174 @@
+"""Receiving signed ballots: the acceptance checks, the first-received rule, the log, the receipt.
+
+A ballot is accepted when its detached CMS is valid over the canonical payload, the signer
+certificate chains to the platform's issuing CA and is good at receipt, the certificate's
+investor is the registered holder the ballot names, the meeting named in the payload is
+open, and the choices fit the agenda. Each check has its own error code. Every accepted
+ballot is stored and logged; only the first one received counts (Art. 177-2) unless the
+holder revoked it in time, and a registered proxy overrides the e-vote. One counted ballot
+per holder is also a partial unique index, so the rule holds under any concurrency.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+
+import rfc8785
+from sqlalchemy import select
+from sqlmodel import Session
+
+from ca.context import Pki
+from core import audit
+from core.db import utcnow
+from core.errors import AppError, BadRequest, Conflict, NotFound
+from ra.models import Credential, Investor
+from signing.evidence import platform_verifier
+from voting import ballot_log, service
+from voting.ballot import BallotError, check_choices, parse_ballot
+from voting.models import Attendance, BallotRow, Holder, Meeting, Recusal
+
+RECEIPT_TYPE = "cloudseal.receipt/1"
+LOG_ENTRY_TYPE = "cloudseal.ballot-entry/1"
+MAX_BALLOT_BYTES = 64 * 1024
+MAX_CMS_BYTES = 32 * 1024
+# Verifier reasons → the ballot error codes the app shows.
+_SIGNATURE_CODES = {"revoked": "certificate_revoked", "on_hold": "certificate_on_hold",
+                    "expired": "certificate_expired", "not_yet_valid": "certificate_not_yet_valid",
+                    "untrusted_chain": "untrusted_certificate", "revocation_unknown": "certificate_status_unknown"}
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the holder keeps: the sealed statement that the ballot was received and logged."""
+
+    statement: dict[str, object]
+    signature: bytes
+    seal_serial: str
+    status: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"receipt": self.statement, "signature": base64.b64encode(self.signature).decode(),
+                "seal_serial": self.seal_serial, "status": self.status}
+
+
+def _refuse(code: str, message: str, status: int = 400) -> AppError:
+    return AppError(message, code=code, status_code=status)
+
+
+def log_entry(meeting_public_id: str, holder_no: str, ballot_sha256: str, cms_sha256: str,
+              received_at: dt.datetime) -> bytes:
+    """The canonical log entry of an accepted ballot (its Merkle leaf is SHA-256(0x00 || entry))."""
+    return rfc8785.dumps({"type": LOG_ENTRY_TYPE, "meeting": meeting_public_id, "holder": holder_no,
+                          "ballot_sha256": ballot_sha256, "cms_sha256": cms_sha256,
+                          "received_at": received_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+
+
+def _signer_identity(session: Session, serial: str) -> tuple[str, str]:
+    """The investor reference and identity HMAC behind a certificate serial."""
+    row = session.execute(
+        select(Investor.reference, Investor.id_hmac).join(Credential, Credential.investor_id == Investor.id)
+        .where(Credential.certificate_serial == serial)).first()
+    if row is None:
+        raise _refuse("not_the_holder", "the signer's certificate belongs to no investor here", 403)
+    return row.reference, row.id_hmac
+
+
+def _votable_shares(session: Session, holder: Holder, agenda_rows: list) -> dict[str, int]:
+    recused = set(session.execute(select(Recusal.item_id).where(Recusal.holder_id == holder.id)).scalars())
+    shares = holder.shares - holder.non_voting_shares
+    return {row.item_key: 0 if row.id in recused else shares for row in agenda_rows}
+
+
+def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meeting_public_id: str | None = None,
+                  received_at: dt.datetime | None = None) -> Receipt:
+    """Check, store, log and seal a receipt for one signed ballot (see the module docstring).
+
+    ``meeting_public_id`` is the meeting the ballot was sent to: a ballot signed for another
+    meeting is refused (``meeting_mismatch``), so none can be replayed elsewhere.
+    """
+    received_at = received_at or utcnow()
+    if len(payload) > MAX_BALLOT_BYTES or len(cms) > MAX_CMS_BYTES:
+        raise _refuse("ballot_too_large", "the ballot or its signature is too large", 413)
+    try:
+        ballot = parse_ballot(payload)
+    except BallotError as exc:
+        raise _refuse(exc.code, str(exc)) from exc
+    if meeting_public_id is not None and ballot.meeting_id != meeting_public_id:
+        raise _refuse("meeting_mismatch", "the ballot was signed for another meeting")
+    meeting = session.execute(select(Meeting).where(Meeting.public_id == ballot.meeting_id)
+                              .with_for_update()).scalar_one_or_none()
+    if meeting is None or meeting.status == "draft":
+        raise NotFound("no such meeting", code="unknown_meeting")
+    if meeting.status != "published" or received_at < meeting.opens_at:
+        raise Conflict("e-voting for this meeting is not open", code="voting_not_open")
+    if received_at >= meeting.closes_at:
+        raise Conflict("the e-voting deadline has passed", code="voting_closed")
+    digest = hashlib.sha256(payload).digest()
+    result = platform_verifier(session, pki).verify(cms, digest=digest)
+    if not result.valid:
+        code = _SIGNATURE_CODES.get(result.reason or "", "invalid_signature")
+        raise _refuse(code, result.message or "the ballot's signature is not valid")
+    if result.status_now != "good" or result.signer is None:
+        raise _refuse("certificate_not_good", "the signer's certificate is not good now")
+    reference, id_hmac = _signer_identity(session, result.signer.serial)
+    holder = session.execute(select(Holder).where(Holder.meeting_id == meeting.id)
+                             .where(Holder.holder_no == ballot.holder_no)).scalar_one_or_none()
+    if holder is None or holder.id_hmac != id_hmac:
+        raise _refuse("not_the_holder", "the signer is not the registered holder this ballot names", 403)
+    agenda_rows = service.agenda_rows(session, meeting.id or 0)
+    try:
+        item_status = check_choices(ballot, service.agenda_of(agenda_rows), nominee=holder.nominee,
+                                    votable_shares=_votable_shares(session, holder, agenda_rows))
+    except BallotError as exc:
+        raise _refuse(exc.code, str(exc)) from exc
+    ballot_sha256 = digest.hex()
+    if session.execute(select(BallotRow.id).where(BallotRow.meeting_id == meeting.id)
+                       .where(BallotRow.ballot_sha256 == ballot_sha256)).first():
+        raise Conflict("this ballot was already received", code="duplicate_ballot")
+    status = _status_on_arrival(session, meeting, holder)
+    index, tree_head = ballot_log.append(
+        session, pki, meeting_id=meeting.id or 0, meeting_public_id=meeting.public_id,
+        entry=log_entry(meeting.public_id, holder.holder_no, ballot_sha256, hashlib.sha256(cms).hexdigest(),
+                        received_at))
+    session.add(BallotRow(
+        meeting_id=meeting.id or 0, holder_id=holder.id or 0, ballot_sha256=ballot_sha256, payload=payload,
+        cms=cms, signer_serial=result.signer.serial, investor_reference=reference, received_at=received_at,
+        status=status, leaf_index=index,
+        item_status=json.dumps({k: v for k, v in item_status.items() if v != "ok"})))
+    session.flush()
+    audit.record(session, actor=f"investor:{reference}", tenant=meeting.issuer_code, action="ballot.receive",
+                 object_type="meeting", object_id=meeting.public_id,
+                 details={"holder": holder.holder_no, "ballot_sha256": ballot_sha256, "status": status})
+    statement = {"type": RECEIPT_TYPE, "meeting": meeting.public_id, "holder": holder.holder_no,
+                 "ballot_sha256": ballot_sha256, "leaf_index": index,
+                 "received_at": received_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "status": status,
+                 "tree_head": tree_head.to_json()}
+    signature, serial = ballot_log.seal(session, pki, rfc8785.dumps(statement))
+    return Receipt(statement, signature, serial, status)
+
+
+def _status_on_arrival(session: Session, meeting: Meeting, holder: Holder) -> str:
+    """``counted`` for the holder's first standing ballot; ``superseded`` after one;
+    ``overridden_by_proxy`` when a proxy is registered. The meeting row is locked, so
+    ballots of one meeting arrive one at a time; the partial unique index backs it up."""
+    proxy = session.execute(select(Attendance.id).where(Attendance.meeting_id == meeting.id)
+                            .where(Attendance.holder_id == holder.id).where(Attendance.mode == "proxy")).first()
+    if proxy is not None:
+        return "overridden_by_proxy"
+    standing = session.execute(select(BallotRow.id).where(BallotRow.meeting_id == meeting.id)
+                               .where(BallotRow.holder_id == holder.id)
+                               .where(BallotRow.status.in_(("counted", "superseded")))).first()  # type: ignore[attr-defined]
+    return "superseded" if standing is not None else "counted"
+
+
+def require_known_payload(payload_b64: str, cms_b64: str) -> tuple[bytes, bytes]:
+    """Decode the base64 fields of a submission; 400 ``malformed_ballot`` otherwise."""
+    try:
+        return base64.b64decode(payload_b64, validate=True), base64.b64decode(cms_b64, validate=True)
+    except ValueError as exc:
+        raise BadRequest("payload and cms are base64", code="malformed_ballot") from exc
+
