@@ -26,6 +26,7 @@ from typing import Literal
 import rfc8785
 
 from voting.agenda import (
+    NO_ACTION,
     VOTE_CODES,
     AgendaItem,
     Choice,
@@ -225,8 +226,12 @@ def check_choices(
     *,
     nominee: bool,
     votable_shares: Mapping[str, int],
+    in_room: bool = False,
 ) -> dict[str, ChoiceStatus]:
     """Check every choice against the agenda; return a status per item the ballot mentions.
+
+    ``in_room`` checks votes the host enters for a holder at the meeting: extempore and
+    amendment items are votable there, and ``NOAC`` (no action) is accepted.
 
     Raises ``BallotError`` with unknown_item, item_not_votable, invalid_choice,
     split_not_allowed, split_exceeds_shares or unknown_candidate. An election whose
@@ -240,7 +245,10 @@ def check_choices(
         item = items.get(item_id)
         if item is None:
             raise BallotError("unknown_item", f"no agenda item {item_id!r}")
-        if not item.electronically_votable:
+        if in_room and choice == NO_ACTION:
+            statuses[item_id] = "ok"
+            continue
+        if not item.electronically_votable and not in_room:
             raise BallotError("item_not_votable", f"item {item_id!r} ({item.kind}) cannot be voted electronically")
         if item.is_election:
             statuses[item_id] = _check_election(item, choice, _shares(votable_shares, item_id))

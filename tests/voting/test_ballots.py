@@ -49,9 +49,11 @@ class Voter:
     phone: Phone
 
 
-def make_meeting(platform: Platform, holders: list[tuple[str, str, int]], *, issuer: str = "2330") -> str:
-    """A published meeting whose e-voting window is open now; returns its public id."""
-    today = dt.datetime.now(TAIPEI).date()
+def make_meeting(platform: Platform, holders: list[tuple[str, str, int]], *, issuer: str = "2330",
+                 held_yesterday: bool = False) -> str:
+    """A published meeting whose e-voting window is open now (or, ``held_yesterday``, closed
+    and the meeting under way); returns its public id."""
+    today = dt.datetime.now(TAIPEI).date() - (dt.timedelta(days=11) if held_yesterday else dt.timedelta())
     with session_scope(platform.engine) as session:
         if not service.list_issuers(session, OPERATOR) or issuer not in {i.code for i in service.list_issuers(
                 session, OPERATOR)}:

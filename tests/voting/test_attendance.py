@@ -1,0 +1,130 @@
+"""Revocations, proxies, in-room votes and the stored tally (Art. 177-1, 177-2)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import pytest
+from sqlalchemy import select
+
+from cloudseal.platform import Platform
+from core.auth import Actor, Role
+from core.db import session_scope, utcnow
+from core.errors import AppError
+from ra import devices
+from signing import service as signing
+from tests.ra.factories import NATIONAL_IDS
+from tests.voting.test_ballots import HOST, Voter, make_meeting, signed, submit, voter
+from voting import attendance, results
+from voting.ballot import new_nonce
+from voting.models import BallotRow, Meeting
+
+
+def meeting_row(platform: Platform, public_id: str) -> Meeting:
+    with session_scope(platform.engine) as session:
+        return session.execute(select(Meeting).where(Meeting.public_id == public_id)).scalar_one()
+
+
+def revocation(platform: Platform, who: Voter, meeting: str) -> tuple[bytes, bytes]:
+    payload = attendance.build_revocation(meeting, who.holder_no, new_nonce(), utcnow())
+    digest = hashlib.sha256(payload).digest()
+    with session_scope(platform.engine) as session:
+        challenge = devices.issue_challenge(session, who.credential_id)
+    message = devices.challenge_message(challenge.id, challenge.nonce,
+                                        signing.authorization_action("sha256", [digest]), who.credential_id)
+    with session_scope(platform.engine) as session:
+        cms = signing.sign_cms(session, platform.pki, credential_id=who.credential_id, pin="482916", digest=digest,
+                               hash_algorithm="sha256", client="voting-app", purpose="ballot",
+                               challenge_id=challenge.id, device_signature=who.phone.sign(message))
+    return payload, cms
+
+
+def revoke(platform: Platform, payload: bytes, cms: bytes, **kw: object) -> int:
+    with session_scope(platform.engine) as session:
+        return attendance.revoke_evote(session, platform.pki, payload=payload, cms=cms, **kw)  # type: ignore[arg-type]
+
+
+def code_of(call) -> str:
+    try:
+        call()
+    except AppError as exc:
+        return exc.code
+    return "ok"
+
+
+def statuses(platform: Platform) -> list[str]:
+    with session_scope(platform.engine) as session:
+        return list(session.execute(select(BallotRow.status).order_by(BallotRow.id)).scalars())
+
+
+def test_revoked_before_the_deadline_lets_the_next_ballot_count(platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000)])
+    alice = voter(platform, "H001", NATIONAL_IDS[0])
+    submit(platform, *signed(platform, alice, meeting, {"1": "CFOR"}))
+    submit(platform, *signed(platform, alice, meeting, {"1": "CAGS"}))
+    assert revoke(platform, *revocation(platform, alice, meeting)) == 2
+    third = submit(platform, *signed(platform, alice, meeting, {"1": "ABST"}))
+    assert third.status == "counted" and statuses(platform) == ["revoked", "revoked", "counted"]
+
+
+def test_a_late_revocation_is_refused_and_the_evote_stays(platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000)])
+    alice = voter(platform, "H001", NATIONAL_IDS[0])
+    submit(platform, *signed(platform, alice, meeting))
+    late = meeting_row(platform, meeting).closes_at
+    assert code_of(lambda: revoke(platform, *revocation(platform, alice, meeting), received_at=late)) \
+        == "revocation_too_late"
+    assert statuses(platform) == ["counted"]
+
+
+def test_a_revocation_signed_by_another_investor_is_refused(platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000), ("H002", NATIONAL_IDS[1], 10)])
+    alice = voter(platform, "H001", NATIONAL_IDS[0])
+    mallory = voter(platform, "H002", NATIONAL_IDS[1])
+    submit(platform, *signed(platform, alice, meeting))
+    forged = revocation(platform, Voter("H001", mallory.credential_id, mallory.phone), meeting)
+    assert code_of(lambda: revoke(platform, *forged)) == "not_the_holder"
+    assert code_of(lambda: revoke(platform, *revocation(platform, mallory, meeting))) == "nothing_to_revoke"
+    assert statuses(platform) == ["counted"]
+
+
+def test_a_proxy_overrides_the_evote(platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000)])
+    alice = voter(platform, "H001", NATIONAL_IDS[0])
+    submit(platform, *signed(platform, alice, meeting))
+    meeting_id = meeting_row(platform, meeting).id or 0
+    with session_scope(platform.engine) as session:
+        attendance.register_proxy(session, actor=HOST, meeting_id=meeting_id, holder_no="H001", proxy_name="Bob")
+    assert statuses(platform) == ["overridden_by_proxy"]
+    later = submit(platform, *signed(platform, alice, meeting, {"1": "CAGS"}))
+    assert later.status == "overridden_by_proxy"
+
+
+def test_an_evoter_in_the_room_keeps_the_evote_and_in_room_votes_are_refused(platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000), ("H002", NATIONAL_IDS[1], 500)],
+                           held_yesterday=True)
+    row = meeting_row(platform, meeting)
+    alice = voter(platform, "H001", NATIONAL_IDS[0])
+    submit(platform, *signed(platform, alice, meeting, {"1": "CFOR", "2": "CFOR"}),
+           received_at=row.closes_at - dt.timedelta(hours=1))
+    with session_scope(platform.engine) as session:
+        refused = code_of(lambda: attendance.record_attendance(
+            session, actor=HOST, meeting_id=row.id or 0, holder_no="H001", mode="in_person", choices={"1": "CAGS"}))
+        attendance.record_attendance(session, actor=HOST, meeting_id=row.id or 0, holder_no="H002",
+                                     mode="in_person", choices={"1": "CAGS", "2": "NOAC"})
+    assert refused == "evote_stands"
+    with session_scope(platform.engine) as session:
+        tally = results.tally_for(session, HOST, row.id or 0)
+    first, special = tally["items"][0], tally["items"][1]
+    assert (tally["outstanding_shares"], tally["present_shares"]) == (1500, 1500)
+    assert (first["for_votes"], first["against_votes"]) == (1000, 500)
+    assert (special["for_votes"], special["not_voted"], special["adopted"]) == (1000, 500, True)
+
+
+def test_a_host_of_another_issuer_gets_404_for_the_tally(platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000)])
+    meeting_id = meeting_row(platform, meeting).id or 0
+    with session_scope(platform.engine) as session, pytest.raises(AppError) as refused:
+        results.tally_for(session, Actor("eve", Role.ISSUER_HOST, "2317"), meeting_id)
+    assert refused.value.code == "unknown_meeting"

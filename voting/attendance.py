@@ -1,0 +1,179 @@
+"""What changes which e-vote counts after it arrived: revocations, proxies, in-room votes.
+
+* A holder revokes their e-vote with a signed revocation (same CMS as a ballot) received
+  before the deadline; every standing ballot of theirs becomes ``revoked`` and the next
+  ballot received counts. A late revocation is refused and the e-vote stays (Art. 177-2).
+* A proxy registered by the host overrides the e-vote (``overridden_by_proxy``).
+* A holder who e-voted and comes in person without a timely revocation keeps the e-vote: the
+  host's entry of their in-room votes is refused (``evote_stands``); they still count present.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+
+import rfc8785
+from sqlalchemy import select, update
+from sqlmodel import Session
+
+from ca.context import Pki
+from core import audit
+from core.auth import Actor
+from core.db import utcnow
+from core.errors import AppError, BadRequest, Conflict, NotFound
+from signing.evidence import platform_verifier
+from voting import service
+from voting.access import visible_meeting
+from voting.ballot import Ballot, BallotError, check_choices
+from voting.models import Attendance, BallotRevocation, BallotRow, Holder, Meeting
+
+REVOCATION_TYPE = "cloudseal.revocation/1"
+STANDING = ("counted", "superseded")
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def build_revocation(meeting_id: str, holder_no: str, nonce: str, created_at: dt.datetime) -> bytes:
+    """The canonical bytes a holder signs to revoke their e-vote."""
+    return rfc8785.dumps({"type": REVOCATION_TYPE, "meeting": meeting_id, "holder": holder_no, "nonce": nonce,
+                          "created_at": created_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+
+
+def _parse_revocation(payload: bytes) -> dict[str, str]:
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest("a revocation is canonical JSON", code="malformed_revocation") from exc
+    if (not isinstance(data, dict) or set(data) != {"type", "meeting", "holder", "nonce", "created_at"}
+            or data.get("type") != REVOCATION_TYPE or not all(isinstance(v, str) for v in data.values())
+            or not _NONCE.fullmatch(data["nonce"]) or rfc8785.dumps(data) != payload):
+        raise BadRequest("not a canonical cloudseal revocation", code="malformed_revocation")
+    return data
+
+
+def _signed_by_holder(session: Session, pki: Pki, meeting: Meeting, holder_no: str, payload: bytes,
+                      cms: bytes) -> Holder:
+    from voting.ballots import _SIGNATURE_CODES, _signer_identity  # shared checks of signed submissions
+
+    result = platform_verifier(session, pki).verify(cms, digest=hashlib.sha256(payload).digest())
+    if not result.valid or result.signer is None:
+        raise AppError(result.message or "the signature is not valid",
+                       code=_SIGNATURE_CODES.get(result.reason or "", "invalid_signature"), status_code=400)
+    if result.status_now != "good":
+        raise AppError("the signer's certificate is not good now", code="certificate_not_good", status_code=400)
+    _, id_hmac = _signer_identity(session, result.signer.serial)
+    holder = session.execute(select(Holder).where(Holder.meeting_id == meeting.id)
+                             .where(Holder.holder_no == holder_no)).scalar_one_or_none()
+    if holder is None or holder.id_hmac != id_hmac:
+        raise AppError("the signer is not this holder", code="not_the_holder", status_code=403)
+    return holder
+
+
+def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meeting_public_id: str | None = None,
+                 received_at: dt.datetime | None = None) -> int:
+    """Revoke the holder's e-vote; return how many ballots were revoked.
+
+    409 ``revocation_too_late`` at or after the deadline (the e-vote stays in force),
+    409 ``nothing_to_revoke`` when the holder has no standing ballot.
+    """
+    received_at = received_at or utcnow()
+    data = _parse_revocation(payload)
+    if meeting_public_id is not None and data["meeting"] != meeting_public_id:
+        raise BadRequest("the revocation was signed for another meeting", code="meeting_mismatch")
+    meeting = session.execute(select(Meeting).where(Meeting.public_id == data["meeting"])
+                              .with_for_update()).scalar_one_or_none()
+    if meeting is None or meeting.status == "draft":
+        raise NotFound("no such meeting", code="unknown_meeting")
+    if received_at >= meeting.closes_at or meeting.status != "published":
+        raise Conflict("the revocation deadline has passed: the e-vote stays in force", code="revocation_too_late")
+    holder = _signed_by_holder(session, pki, meeting, data["holder"], payload, cms)
+    standing = list(session.execute(select(BallotRow.id).where(BallotRow.meeting_id == meeting.id)
+                                    .where(BallotRow.holder_id == holder.id)
+                                    .where(BallotRow.status.in_(STANDING))).scalars())  # type: ignore[attr-defined]
+    if not standing:
+        raise Conflict("there is no e-vote to revoke", code="nothing_to_revoke")
+    session.execute(update(BallotRow).where(BallotRow.id.in_(standing))  # type: ignore[union-attr]
+                    .values(status="revoked"))
+    for ballot_id in standing:
+        session.add(BallotRevocation(meeting_id=meeting.id or 0, holder_id=holder.id or 0, ballot_id=ballot_id,
+                                     received_at=received_at, payload=payload, cms=cms))
+    session.flush()
+    audit.record(session, actor=f"holder:{holder.holder_no}", tenant=meeting.issuer_code, action="ballot.revoke",
+                 object_type="meeting", object_id=meeting.public_id, details={"ballots": len(standing)})
+    return len(standing)
+
+
+def _holder(session: Session, meeting: Meeting, holder_no: str) -> Holder:
+    holder = session.execute(select(Holder).where(Holder.meeting_id == meeting.id)
+                             .where(Holder.holder_no == holder_no)).scalar_one_or_none()
+    if holder is None:
+        raise NotFound("no such holder on this meeting's register", code="unknown_holder")
+    return holder
+
+
+def _counted_evote(session: Session, meeting: Meeting, holder: Holder) -> int | None:
+    return session.execute(select(BallotRow.id).where(BallotRow.meeting_id == meeting.id)
+                           .where(BallotRow.holder_id == holder.id)
+                           .where(BallotRow.status == "counted")).scalar_one_or_none()
+
+
+def register_proxy(session: Session, *, actor: Actor, meeting_id: int, holder_no: str, proxy_name: str) -> None:
+    """The host registers a proxy for a holder: it overrides the holder's e-vote."""
+    meeting = visible_meeting(session, actor, meeting_id, for_update=True)
+    if meeting.status != "published":
+        raise Conflict(f"the meeting is {meeting.status}", code="meeting_not_published")
+    holder = _holder(session, meeting, holder_no)
+    existing = session.execute(select(Attendance).where(Attendance.meeting_id == meeting.id)
+                               .where(Attendance.holder_id == holder.id)).scalar_one_or_none()
+    if existing is not None:
+        raise Conflict("this holder's attendance is already recorded", code="attendance_exists")
+    session.add(Attendance(meeting_id=meeting.id or 0, holder_id=holder.id or 0, mode="proxy", proxy_name=proxy_name,
+                           entered_by=actor.label, entered_at=utcnow()))
+    session.execute(update(BallotRow).where(BallotRow.meeting_id == meeting.id).where(BallotRow.holder_id == holder.id)
+                    .where(BallotRow.status.in_(STANDING))  # type: ignore[attr-defined]
+                    .values(status="overridden_by_proxy"))
+    session.flush()
+    audit.record(session, actor=actor.label, tenant=meeting.issuer_code, action="attendance.proxy",
+                 object_type="meeting", object_id=meeting.public_id, details={"holder": holder_no})
+
+
+def record_attendance(session: Session, *, actor: Actor, meeting_id: int, holder_no: str, mode: str,
+                      choices: dict[str, object]) -> None:
+    """The host records a holder in the room (or their proxy's) votes, once the window closed.
+
+    An e-voter who did not revoke in time keeps the e-vote: in-room votes are refused with
+    409 ``evote_stands`` (the holder may still be recorded present with no choices).
+    """
+    meeting = visible_meeting(session, actor, meeting_id, for_update=True)
+    if meeting.status != "published":
+        raise Conflict(f"the meeting is {meeting.status}", code="meeting_not_published")
+    if utcnow() < meeting.closes_at:
+        raise Conflict("in-room votes are entered at the meeting", code="meeting_not_started")
+    if mode not in ("in_person", "proxy"):
+        raise BadRequest("mode is in_person or proxy", code="invalid_mode")
+    holder = _holder(session, meeting, holder_no)
+    if mode == "in_person" and choices and _counted_evote(session, meeting, holder) is not None:
+        raise Conflict("this holder voted electronically and did not revoke in time: the e-vote stands",
+                       code="evote_stands")
+    rows = service.agenda_rows(session, meeting.id or 0)
+    ballot = Ballot(meeting.public_id, holder_no, {k: v for k, v in choices.items()}, "host", utcnow(), b"")
+    shares = holder.shares - holder.non_voting_shares
+    try:
+        check_choices(ballot, service.agenda_of(rows), nominee=holder.nominee,
+                      votable_shares={r.item_key: shares for r in rows}, in_room=True)
+    except BallotError as exc:
+        raise AppError(str(exc), code=exc.code, status_code=400) from exc
+    existing = session.execute(select(Attendance).where(Attendance.meeting_id == meeting.id)
+                               .where(Attendance.holder_id == holder.id)).scalar_one_or_none()
+    if existing is not None and existing.mode != mode:
+        raise Conflict("this holder's attendance is recorded another way", code="attendance_exists")
+    record = existing or Attendance(meeting_id=meeting.id or 0, holder_id=holder.id or 0, mode=mode,
+                                    entered_by=actor.label, entered_at=utcnow())
+    record.choices = json.dumps(choices, sort_keys=True)
+    record.entered_by, record.entered_at = actor.label, utcnow()
+    session.add(record)
+    session.flush()
+    audit.record(session, actor=actor.label, tenant=meeting.issuer_code, action="attendance.record",
+                 object_type="meeting", object_id=meeting.public_id, details={"holder": holder_no, "mode": mode})
