@@ -105,7 +105,8 @@ class _WriteGate:
         me = threading.get_ident()
         if self._owner == me:
             return False
-        self._lock.acquire()
+        if not self._lock.acquire(timeout=_FILE_LOCK_TIMEOUT):
+            raise TimeoutError(f"no SQLite write turn within {_FILE_LOCK_TIMEOUT:.0f} s")
         try:
             self._file_lock()
         except BaseException:

@@ -154,14 +154,20 @@ def request_sessions(request: Request) -> Iterator[tuple[Session, Session]]:
     generator dependency enters and exits in a thread-pool hop of its own, four extra hops
     per request that cost more than the handler's SQL under load.
     """
-    with Session(request.app.state.read_engine, expire_on_commit=False) as reader, \
-            Session(request.app.state.engine, expire_on_commit=False) as session:
+    engine, read_engine = request.app.state.engine, request.app.state.read_engine
+    with Session(engine, expire_on_commit=False) as session:
+        # One engine (PostgreSQL): the reads share the write session, so a request never
+        # holds one pooled connection while it waits for a second.
+        reader = Session(read_engine, expire_on_commit=False) if read_engine is not engine else session
         try:
             yield session, reader
             session.commit()
         except BaseException:
             session.rollback()
             raise
+        finally:
+            if reader is not session:
+                reader.close()
 
 
 _bearer = HTTPBearer(auto_error=False)

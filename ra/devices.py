@@ -25,7 +25,9 @@ _CHALLENGE_ID = re.compile(r"[0-9a-f]{1,64}")
 # Built once: challenges are issued and burnt on every signature.
 _INSERT_CHALLENGE = insert(AppChallenge)
 _CHALLENGE_NONCE = (select(AppChallenge.nonce).where(AppChallenge.id == bindparam("id"))
-                    .where(AppChallenge.credential_id == bindparam("credential_id")))
+                    .where(AppChallenge.credential_id == bindparam("credential_id"))
+                    .where(AppChallenge.used_at.is_(None))  # type: ignore[union-attr]
+                    .where(AppChallenge.expires_at > bindparam("now", type_=UTCDateTime())))
 _BURN_CHALLENGE = (
     update(AppChallenge)
     .where(AppChallenge.id == bindparam("challenge_id"))
@@ -104,8 +106,8 @@ def check_challenge_proof(reader: Session, *, challenge_id: str, credential_id: 
     """
     if not _CHALLENGE_ID.fullmatch(challenge_id):
         raise Unauthorized("unknown challenge", code="invalid_challenge")
-    nonce = reader.connection().execute(_CHALLENGE_NONCE, {"id": challenge_id, "credential_id": credential_id}
-                                        ).scalar_one_or_none()
+    nonce = reader.connection().execute(
+        _CHALLENGE_NONCE, {"id": challenge_id, "credential_id": credential_id, "now": utcnow()}).scalar_one_or_none()
     if nonce is None:
         raise Unauthorized("unknown challenge", code="invalid_challenge")
     verify_device_signature(device_key, challenge_message(challenge_id, nonce, action, credential_id), signature_b64)

@@ -306,7 +306,7 @@ def _authorize(request: Request, body: AuthorizeIn, actor: Actor, session: Sessi
         try:
             proof = json.loads(body.clientData or "{}")
             challenge_id, device_signature = str(proof["challenge_id"]), str(proof["device_signature"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise AppError("send an OTP, or clientData with challenge_id and device_signature",
                            code="invalid_request") from exc
     if body.PIN is None:

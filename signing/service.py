@@ -26,10 +26,9 @@ from ca.models import IssuedCertificate
 from core import audit
 from core.db import UTCDateTime, utcnow
 from core.errors import BadRequest, Conflict, Forbidden, NotFound
-from hsm_sim.base import DigestAlgorithm, KeyAlgorithm, KeyStore, Mechanism
+from hsm_sim.base import DigestAlgorithm, KeyAlgorithm, KeyNotFound, KeyStore, Mechanism
 from ra import credentials as ra_credentials
 from ra import devices
-from ra import secrets as ra_secrets
 from ra.models import Credential, Investor
 from signing import cms, totp
 from signing.models import SignatureAuthorization, SignatureRecord
@@ -133,6 +132,7 @@ _LOAD_CREDENTIAL = (
 _RECHECK = (
     select(Credential.id, Credential.credential_id, Credential.status, Credential.locked_at,
            Credential.pin_salt, Credential.pin_hmac, Credential.pin_failures, Credential.certificate_serial,
+           Credential.device_public_key,
            IssuedCertificate.status.label("certificate_status"),
            IssuedCertificate.not_after.label("certificate_not_after"))
     .outerjoin(IssuedCertificate, IssuedCertificate.serial_hex == Credential.certificate_serial)
@@ -141,7 +141,8 @@ _RECHECK = (
 )
 _FIND_SAD = (
     select(SignatureAuthorization.credential_id, SignatureAuthorization.hashes,
-           SignatureAuthorization.hash_algorithm, SignatureAuthorization.purpose)
+           SignatureAuthorization.hash_algorithm, SignatureAuthorization.purpose,
+           SignatureAuthorization.remaining, SignatureAuthorization.expires_at)
     .where(SignatureAuthorization.sad_hash == bindparam("sad_hash"))
 )
 _SPEND_SAD = (
@@ -176,6 +177,8 @@ def _recheck(session: Session, credential: SigningCredential) -> Row[Any]:
     concurrent changes (row lock on PostgreSQL; SQLite's write lock is already held)."""
     row = session.connection().execute(_RECHECK, {"row_id": credential.row_id}).one()
     _active(row.status)
+    if row.device_public_key != credential.device_public_key:
+        raise Conflict("the credential's device changed: authorise again", code="credential_changed")
     if row.certificate_serial != credential.certificate_serial:
         raise Conflict("the credential's certificate changed: authorise again", code="credential_changed")
     return row
@@ -199,6 +202,7 @@ class _SecondFactor:
 
     challenge_id: str | None = None
     totp_step: int | None = None
+    totp_salt: bytes | None = None
 
 
 def _check_second_factor(reader: Session, keystore: KeyStore, credential: SigningCredential, *,
@@ -212,22 +216,23 @@ def _check_second_factor(reader: Session, keystore: KeyStore, credential: Signin
                                       device_key=credential.device_public_key, signature_b64=device_signature)
         return _SecondFactor(challenge_id=challenge_id)
     if otp is not None:
-        return _SecondFactor(totp_step=totp.matching_step(reader, keystore, credential_id=credential.credential_id,
-                                                          code=otp))
+        step, salt = totp.matching_step(reader, keystore, credential_id=credential.credential_id, code=otp)
+        return _SecondFactor(totp_step=step, totp_salt=salt)
     raise BadRequest("a device proof or an OTP is required", code="second_factor_required")
 
 
 def _authorised_in_transaction(session: Session, pki: Pki, credential: SigningCredential, factor: _SecondFactor,
-                               pin: str) -> None:
+                               pin: str) -> Row[Any]:
     """The write-transaction half of sole control: spend the second factor, recheck the
     status, check the PIN (the RA's shared lockout counter; wrong PINs are committed by the
     caller, see :class:`core.errors.CommittedRefusal`)."""
     if factor.challenge_id is not None:
         devices.burn_challenge(session, factor.challenge_id)
     else:
-        totp.accept_step(session, credential.credential_id, factor.totp_step or 0)
+        totp.accept_step(session, credential.credential_id, factor.totp_step or 0, factor.totp_salt or b"")
     current = _recheck(session, credential)
     ra_credentials.verify_pin(session, pki, current, pin)
+    return current
 
 
 def authorize(
@@ -284,6 +289,8 @@ def _find_sad(reader: Session, *, sad: str, credential_id: str, hash_algorithm: 
         raise BadRequest("the SAD is not valid for this credential", code="invalid_sad")
     if sorted(json.loads(found.hashes)) != sorted(d.hex() for d in digests) or found.hash_algorithm != hash_algorithm:
         raise BadRequest("the SAD does not authorise these hashes", code="invalid_sad")
+    if found.remaining != len(digests) or found.expires_at <= utcnow():  # spared the HSM; _spend decides
+        raise BadRequest("the SAD was already used or has expired", code="invalid_sad")
     return sad_hash, found.purpose
 
 
@@ -298,8 +305,11 @@ def _hsm_sign(keystore: KeyStore, credential: SigningCredential, hash_algorithm:
               mechanism: Mechanism) -> list[SignedHash]:
     algorithm = DigestAlgorithm(hash_algorithm)
     sign_algorithm = signature_algorithm_oid(mechanism, hash_algorithm)
-    return [SignedHash(digest, keystore.sign(credential.key_label, credential.key_owner, digest, algorithm, mechanism),
-                       sign_algorithm) for digest in digests]
+    try:
+        return [SignedHash(digest, keystore.sign(credential.key_label, credential.key_owner, digest, algorithm,
+                                                 mechanism), sign_algorithm) for digest in digests]
+    except KeyNotFound as exc:  # renewed or revoked since it was read: its key is gone
+        raise Conflict("the credential changed while signing: authorise again", code="credential_changed") from exc
 
 
 def _log_signatures(session: Session, credential: SigningCredential, signed: list[SignedHash], *,
@@ -336,6 +346,8 @@ def sign_hash(
     signed = _hsm_sign(keystore, credential, hash_algorithm, digests, mechanism)
     _spend(session, sad_hash=sad_hash, count=len(digests))
     current = _recheck(session, credential)
+    if current.locked_at is not None:
+        raise Forbidden("the PIN is locked: ask the broker to unblock it", code="pin_locked")
     _certificate_usable(current.certificate_status, current.certificate_not_after)
     _log_signatures(session, credential, signed, hash_algorithm=hash_algorithm, client=client, purpose=purpose)
     return signed
@@ -355,8 +367,9 @@ def sign_cms(
 
     The second factor binds to the document digest (what the investor approved); the HSM
     signs the digest of the signed attributes built around it, and that is what the log
-    records (verification looks it up from the CMS). The PIN is checked before the HSM
-    signs, and again, authoritatively, in the write transaction.
+    records (verification looks it up from the CMS). The second factor is spent and the PIN
+    checked (every wrong one counted) in the write transaction before the HSM signs, so no
+    answer, nor its timing, tells a right PIN from a wrong one without counting it.
     """
     _check_digests(hash_algorithm, [digest])
     credential = load_signing_credential(reader or session, credential_id)
@@ -364,21 +377,13 @@ def sign_cms(
                                   digests=[digest], challenge_id=challenge_id, device_signature=device_signature,
                                   otp=otp)
     _active(credential.status)
-    ready = credential.locked_at is None and ra_secrets.pin_matches(pki.keystore, credential.pin_salt, pin,
-                                                                    credential.pin_hmac)
-    signed: list[SignedHash] = []
-    if ready:
-        _certificate_usable(credential.certificate_status, credential.certificate_not_after)
-        leaf = _certificate(reader or session, credential.certificate_serial)
-        attributes = cms.build_signed_attributes(digest, hash_algorithm, leaf, utcnow())
-        signed = _hsm_sign(pki.keystore, credential, hash_algorithm,
-                           [cms.signed_attributes_digest(attributes, hash_algorithm)],
-                           default_mechanism(credential.key_algorithm))
-    _authorised_in_transaction(session, pki, credential, factor, pin)
-    if not signed:  # the PIN or lock changed between the two checks: authorise again
-        raise Conflict("the credential changed while signing: try again", code="credential_changed")
-    current = _recheck(session, credential)
+    leaf = _certificate(reader or session, credential.certificate_serial)
+    current = _authorised_in_transaction(session, pki, credential, factor, pin)
     _certificate_usable(current.certificate_status, current.certificate_not_after)
+    attributes = cms.build_signed_attributes(digest, hash_algorithm, leaf, utcnow())
+    signed = _hsm_sign(pki.keystore, credential, hash_algorithm,
+                       [cms.signed_attributes_digest(attributes, hash_algorithm)],
+                       default_mechanism(credential.key_algorithm))
     _log_signatures(session, credential, signed, hash_algorithm=hash_algorithm, client=client, purpose=purpose)
     chain = [pki.ca_certificate(pki.load_ca(reader or session, name)) for name in ("issuing", "root")]
     return cms.assemble_detached_cms(attributes, signed[0].signature, leaf, chain, hash_algorithm,

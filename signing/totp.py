@@ -10,6 +10,7 @@ step moves forward with a conditional UPDATE, so a replayed code fails even unde
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import time
 
@@ -24,6 +25,7 @@ from hsm_sim.base import KeyAlgorithm, KeyStore
 from signing.models import TotpEnrolment
 
 TOTP_KEY = ("signing/totp", "signing:totp")
+_OTP = re.compile(r"[0-9]{6}")
 STEP_SECONDS = 30
 ISSUER = "cloudseal"
 
@@ -61,36 +63,41 @@ def enrol(session: Session, keystore: KeyStore, *, credential_id: str, account_n
 
 def verify(session: Session, keystore: KeyStore, *, credential_id: str, code: str, now: float | None = None) -> None:
     """Accept a fresh code once; 401 ``invalid_otp`` for a wrong, stale or replayed one."""
-    accept_step(session, credential_id, matching_step(session, keystore, credential_id=credential_id, code=code,
-                                                      now=now))
+    accept_step(session, credential_id, *matching_step(session, keystore, credential_id=credential_id, code=code,
+                                                       now=now))
 
 
 def matching_step(reader: Session, keystore: KeyStore, *, credential_id: str, code: str,
-                  now: float | None = None) -> int:
-    """The time step ``code`` belongs to (current one, or one either side); only reads.
+                  now: float | None = None) -> tuple[int, bytes]:
+    """The time step ``code`` belongs to (current one, or one either side) and the secret's
+    salt it was checked under; only reads.
 
     400 ``invalid_otp`` for a malformed code, 409 ``otp_not_enrolled``, 401 ``invalid_otp``
     for a wrong one. The caller then spends the step with :func:`accept_step`.
     """
-    if not code.isdigit() or len(code) != 6:
+    if not _OTP.fullmatch(code):
         raise BadRequest("an OTP is 6 digits", code="invalid_otp")
-    salt = reader.execute(select(TotpEnrolment.salt).where(TotpEnrolment.credential_id == credential_id)
-                          ).scalar_one_or_none()
-    if salt is None:
+    found = reader.execute(select(TotpEnrolment.salt, TotpEnrolment.last_step)
+                           .where(TotpEnrolment.credential_id == credential_id)).first()
+    if found is None:
         raise Conflict("no authenticator is enrolled for this credential", code="otp_not_enrolled")
+    salt, last_step = found
     totp = pyotp.TOTP(_secret(keystore, credential_id, salt))
     current = int((now if now is not None else time.time()) // STEP_SECONDS)
     for step in (current - 1, current, current + 1):
         if secrets.compare_digest(totp.at(step * STEP_SECONDS), code):
-            return step
+            if step <= last_step:
+                raise Unauthorized("this OTP was already used", code="invalid_otp")
+            return step, salt
     raise Unauthorized("the OTP is wrong", code="invalid_otp")
 
 
-def accept_step(session: Session, credential_id: str, step: int) -> None:
-    """Spend a matched step: it and every earlier one are refused from now on (replay)."""
+def accept_step(session: Session, credential_id: str, step: int, salt: bytes) -> None:
+    """Spend a matched step: it and every earlier one are refused from now on (replay). The
+    salt must still be the one the code was checked under (no re-enrolment in between)."""
     moved = session.execute(
         update(TotpEnrolment).where(TotpEnrolment.credential_id == credential_id)
-        .where(TotpEnrolment.last_step < step).values(last_step=step)
+        .where(TotpEnrolment.salt == salt).where(TotpEnrolment.last_step < step).values(last_step=step)
     )
     if moved.rowcount != 1:
         raise Unauthorized("this OTP was already used", code="invalid_otp")

@@ -142,3 +142,22 @@ def test_writers_of_two_engines_on_one_file_take_turns(tmp_path) -> None:
         assert connection.execute(text("SELECT n FROM counter")).scalar_one() == 10
     first.dispose()
     second.dispose()
+
+
+def test_request_sessions_share_one_session_when_reads_and_writes_use_one_engine(tmp_path) -> None:
+    """On PostgreSQL (one engine) a request must not hold a pooled connection for its reads
+    while it waits for another for its writes: under load that drained the pool."""
+    from types import SimpleNamespace
+
+    from core.web import request_sessions
+
+    engine = make_engine(f"sqlite:///{tmp_path}/one.db")
+    reader_engine = make_engine(f"sqlite:///{tmp_path}/one.db", read_only=True)
+    one = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(engine=engine, read_engine=engine)))
+    two = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(engine=engine, read_engine=reader_engine)))
+    with request_sessions(one) as (session, reader):  # type: ignore[arg-type]
+        assert reader is session
+    with request_sessions(two) as (session, reader):  # type: ignore[arg-type]
+        assert reader is not session and reader.get_bind() is reader_engine
+    engine.dispose()
+    reader_engine.dispose()

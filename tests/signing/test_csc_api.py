@@ -253,3 +253,18 @@ def test_an_unknown_key_algorithm_at_enrolment_is_refused(client: TestClient, pl
     refused = client.post("/ra/enrolments", headers=officer(platform, "B001"),
                           json={**enrolment_body("A123456789", None), "key_algorithm": "RSA_1024"})
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "validation_error"
+
+
+def test_non_ascii_digit_otps_and_deeply_nested_client_data_get_csc_errors(client: TestClient,
+                                                                           platform: Platform) -> None:
+    headers, phone, _ = _login(client, platform)
+    body = {"credentialID": phone.credential_id, "numSignatures": 1, "hash": [base64.b64encode(DOC).decode()],
+            "hashAlgo": SHA256, "PIN": "482916"}
+    arabic = client.post("/csc/v1/credentials/authorize", headers=headers, json={**body, "OTP": "١٢٣٤٥٦"})
+    assert arabic.status_code == 400 and arabic.json()["error"] == "invalid_otp"
+    nested = client.post("/csc/v1/credentials/authorize", headers=headers,
+                         json={**body, "clientData": "[" * 1024 + "]" * 1024})
+    assert nested.status_code == 400 and nested.json()["error"] == "invalid_request"
+    cms = client.post("/signing/cms", json={"credential_id": phone.credential_id, "pin": "482916", "otp": "١٢٣٤٥٦",
+                                            "digest": base64.b64encode(DOC).decode()})
+    assert cms.status_code == 400 and cms.json()["error"]["code"] == "invalid_otp"

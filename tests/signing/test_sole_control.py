@@ -175,3 +175,61 @@ def test_malformed_hashes_are_refused(platform: Platform) -> None:
     assert error_code(lambda: authorize(platform, phone, [b"short"])) == "invalid_hashes"
     assert error_code(lambda: authorize(platform, phone, [DOC_A], algorithm="md5")) == "unsupported_algorithm"
     assert error_code(lambda: authorize(platform, phone, [DOC_A, DOC_A])) == "invalid_hashes"
+
+
+def _cms_code(platform: Platform, phone: Phone, digest: bytes, pin: str, proof: tuple[str, str]) -> str:
+    try:
+        with Session(platform.engine, expire_on_commit=False) as session, committing_refusals(session):
+            service.sign_cms(session, platform.pki, credential_id=phone.credential_id or "", pin=pin, digest=digest,
+                             hash_algorithm="sha256", client="test-app", purpose="order", challenge_id=proof[0],
+                             device_signature=proof[1])
+            session.commit()
+    except AppError as exc:
+        return exc.code
+    return "signed"
+
+
+def _failures(platform: Platform, credential_id: str) -> int:
+    with session_scope(platform.engine) as session:
+        return session.execute(select(Credential.pin_failures).where(
+            Credential.credential_id == credential_id)).scalar_one()
+
+
+def test_a_replayed_proof_gives_no_pin_guesses_through_the_cms_endpoint(platform: Platform) -> None:
+    """Every PIN tried on /signing/cms is counted before the HSM signs: a used challenge is
+    refused before any PIN check, so replaying one can neither guess nor time the PIN."""
+    credential_id, phone = activated(platform)
+    proof = _proof(platform, phone, [DOC_A])
+    assert _cms_code(platform, phone, DOC_A, PIN, proof) == "signed"
+    replays = {_cms_code(platform, phone, DOC_A, guess, proof) for guess in ("000000", "111111", PIN)}
+    assert replays == {"invalid_challenge"}
+    assert _cms_code(platform, phone, DOC_A, "135790", _proof(platform, phone, [DOC_A])) == "wrong_pin"
+    assert _failures(platform, credential_id) == 1
+
+
+def test_a_sad_issued_before_the_pin_locked_signs_nothing(platform: Platform) -> None:
+    credential_id, phone = activated(platform)
+    sad = authorize(platform, phone, [DOC_A])
+    for _ in range(5):
+        assert error_code(lambda: authorize(platform, phone, [DOC_B], pin="000000")) in ("wrong_pin", "pin_locked")
+    assert error_code(lambda: sign(platform, credential_id, sad, [DOC_A])) == "pin_locked"
+
+
+def test_a_credential_renewed_while_signing_gives_a_conflict_not_a_500(platform: Platform) -> None:
+    from ra import credentials as ra_credentials
+    from core.auth import Actor, Role
+
+    credential_id, phone = activated(platform)
+    sad = authorize(platform, phone, [DOC_A])
+    with session_scope(platform.engine) as session:
+        stale = service.load_signing_credential(session, credential_id)
+    with session_scope(platform.engine) as session:
+        ra_credentials.renew_credential(session, platform.pki, actor=Actor("olivia", Role.RA_OFFICER, "B001"),
+                                        credential=ra_credentials.get_credential(session, credential_id))
+
+    def sign_with_stale_read() -> None:
+        with session_scope(platform.engine) as session:
+            service.sign_hash(session, platform.keystore, sad=sad, credential_id=credential_id, hash_algorithm="sha256",
+                              digests=[DOC_A], client="test-app", loaded=stale)
+
+    assert error_code(sign_with_stale_read) == "credential_changed"
