@@ -24,6 +24,7 @@ from ra.api import ra_router
 from signing.api import signing_router
 from signing.csc_api import csc_router
 from signing.verify_api import verify_router
+from voting.api import voting_router
 
 log = logging.getLogger("cloudseal.app")
 
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(csc_router)
     app.include_router(signing_router)
     app.include_router(verify_router)
+    app.include_router(voting_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     def healthz() -> dict[str, str]:

@@ -1,0 +1,187 @@
+"""HTTP endpoints of the voting service (thin: parse, authorise, call one service function).
+
+Hosts and operators manage meetings; ballots and revocations need no token (the holder's
+signature is the authorisation, checked against the register); tree heads and proofs are
+public, so a holder can check a receipt with nothing but the seal certificate.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from sqlalchemy import select
+from sqlmodel import Session
+
+from core.errors import BadRequest, NotFound
+from core.validation import DB_ID_MAX
+from core.web import ActorDep, ReadSessionDep, SessionDep
+from voting import attendance, ballot_log, ballots, merkle, results, service
+from voting.access import READ_ROLES, visible_meeting
+from voting.calendar import last_moment_display
+from voting.models import Meeting
+from voting.schemas import (
+    AgendaItemModel,
+    AgendaItemOut,
+    AttendanceIn,
+    ConsistencyOut,
+    IssuerIn,
+    IssuerOut,
+    ItemsIn,
+    MeetingIn,
+    MeetingOut,
+    ProofOut,
+    ProxyIn,
+    ReceiptOut,
+    RevocationOut,
+    SignedSubmission,
+    TreeHeadOut,
+)
+
+voting_router = APIRouter(prefix="/voting", tags=["voting"])
+MeetingId = Annotated[int, Path(ge=1, le=DB_ID_MAX)]
+PublicId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+
+
+def _items(models: list[AgendaItemModel]) -> list[service.AgendaItemIn]:
+    return [service.AgendaItemIn(m.key, m.kind, m.title, m.article, m.seats,
+                                 tuple(service.CandidateIn(c.key, c.name) for c in m.candidates)) for m in models]
+
+
+def _meeting_out(session: Session, meeting: Meeting, *, with_agenda: bool = False) -> MeetingOut:
+    agenda = []
+    if with_agenda:
+        agenda = [AgendaItemOut(key=r.item_key, kind=r.kind, title=r.title, article=r.article, seats=r.seats,
+                                candidates=json.loads(r.candidates))
+                  for r in service.agenda_rows(session, meeting.id or 0)]
+    return MeetingOut(
+        id=meeting.id or 0, public_id=meeting.public_id, issuer_code=meeting.issuer_code, title=meeting.title,
+        meeting_date=meeting.meeting_date, book_closure_date=meeting.book_closure_date,
+        notice_published_on=meeting.notice_published_on, opens_at=meeting.opens_at, closes_at=meeting.closes_at,
+        last_moment=last_moment_display(meeting.meeting_date), public_company=meeting.public_company,
+        status=meeting.status, register_holders=meeting.register_holders, agenda=agenda)
+
+
+@voting_router.post("/issuers", response_model=IssuerOut, status_code=201, summary="Register an issuer (operator)")
+def create_issuer(body: IssuerIn, session: SessionDep, actor: ActorDep) -> IssuerOut:
+    issuer = service.create_issuer(session, actor=actor, code=body.code, name=body.name)
+    return IssuerOut(code=issuer.code, name=issuer.name)
+
+
+@voting_router.get("/issuers", response_model=list[IssuerOut], summary="Issuers the caller may see")
+def list_issuers(session: ReadSessionDep, actor: ActorDep) -> list[IssuerOut]:
+    return [IssuerOut(code=i.code, name=i.name) for i in service.list_issuers(session, actor)]
+
+
+@voting_router.post("/meetings", response_model=MeetingOut, status_code=201,
+                    summary="A draft meeting with its agenda (host of the issuer, or operator)")
+def create_meeting(body: MeetingIn, session: SessionDep, actor: ActorDep) -> MeetingOut:
+    meeting = service.create_meeting(
+        session, actor=actor, issuer_code=body.issuer_code, title=body.title, meeting_date=body.meeting_date,
+        book_closure_date=body.book_closure_date, notice_published_on=body.notice_published_on,
+        public_company=body.public_company, items=_items(body.items), thresholds=body.thresholds)
+    return _meeting_out(session, meeting, with_agenda=True)
+
+
+@voting_router.get("/meetings", response_model=list[MeetingOut], summary="Meetings the caller may see")
+def list_meetings(session: ReadSessionDep, actor: ActorDep) -> list[MeetingOut]:
+    return [_meeting_out(session, m) for m in service.list_meetings(session, actor)]
+
+
+@voting_router.get("/meetings/{meeting_id}", response_model=MeetingOut, summary="A meeting and its agenda")
+def get_meeting(meeting_id: MeetingId, session: ReadSessionDep, actor: ActorDep) -> MeetingOut:
+    return _meeting_out(session, visible_meeting(session, actor, meeting_id, roles=READ_ROLES), with_agenda=True)
+
+
+@voting_router.post("/meetings/{meeting_id}/publish", response_model=MeetingOut,
+                    summary="Open the meeting for e-voting (needs the register)")
+def publish(meeting_id: MeetingId, session: SessionDep, actor: ActorDep) -> MeetingOut:
+    return _meeting_out(session, service.publish_meeting(session, actor=actor, meeting_id=meeting_id))
+
+
+@voting_router.post("/meetings/{meeting_id}/items", status_code=201,
+                    summary="Extempore motions and amendments, at the meeting")
+def add_items(meeting_id: MeetingId, body: ItemsIn, session: SessionDep, actor: ActorDep) -> dict[str, int]:
+    service.add_items_at_meeting(session, actor=actor, meeting_id=meeting_id, items=_items(body.items))
+    return {"added": len(body.items)}
+
+
+@voting_router.post("/meetings/{meeting_id}/proxies", status_code=201,
+                    summary="Register a proxy for a holder (overrides the e-vote)")
+def register_proxy(meeting_id: MeetingId, body: ProxyIn, session: SessionDep, actor: ActorDep) -> dict[str, str]:
+    attendance.register_proxy(session, actor=actor, meeting_id=meeting_id, holder_no=body.holder_no,
+                              proxy_name=body.proxy_name)
+    return {"holder_no": body.holder_no}
+
+
+@voting_router.post("/meetings/{meeting_id}/attendance", summary="Record a holder present, with in-room votes")
+def record_attendance(meeting_id: MeetingId, body: AttendanceIn, session: SessionDep,
+                      actor: ActorDep) -> dict[str, str]:
+    attendance.record_attendance(session, actor=actor, meeting_id=meeting_id, holder_no=body.holder_no,
+                                 mode=body.mode, choices=body.choices)
+    return {"holder_no": body.holder_no}
+
+
+@voting_router.get("/meetings/{meeting_id}/tally", summary="The running (or frozen) share-weighted tally")
+def tally(meeting_id: MeetingId, session: ReadSessionDep, actor: ActorDep) -> dict[str, Any]:
+    return results.tally_for(session, actor, meeting_id)
+
+
+@voting_router.post("/ballots", response_model=ReceiptOut, status_code=201,
+                    summary="Submit a signed ballot; returns the sealed receipt")
+def submit_ballot(body: SignedSubmission, request: Request, session: SessionDep) -> ReceiptOut:
+    payload, cms = ballots.require_known_payload(body.payload, body.cms)
+    receipt = ballots.submit_ballot(session, request.app.state.pki, payload=payload, cms=cms)
+    return ReceiptOut(**receipt.to_json())  # type: ignore[arg-type]
+
+
+@voting_router.post("/revocations", response_model=RevocationOut,
+                    summary="Revoke one's e-vote before the deadline (signed like a ballot)")
+def revoke(body: SignedSubmission, request: Request, session: SessionDep) -> RevocationOut:
+    payload, cms = ballots.require_known_payload(body.payload, body.cms)
+    return RevocationOut(revoked_ballots=attendance.revoke_evote(session, request.app.state.pki, payload=payload,
+                                                                 cms=cms))
+
+
+def _published(session: Session, public_id: str) -> Meeting:
+    meeting = session.execute(select(Meeting).where(Meeting.public_id == public_id)).scalar_one_or_none()
+    if meeting is None or meeting.status == "draft":
+        raise NotFound("no such meeting", code="unknown_meeting")
+    return meeting
+
+
+@voting_router.get("/log/{public_id}/tree-head", response_model=TreeHeadOut,
+                   summary="The newest sealed tree head of a meeting's ballot log")
+def tree_head(public_id: PublicId, session: ReadSessionDep) -> TreeHeadOut:
+    meeting = _published(session, public_id)
+    head = ballot_log.latest_tree_head(session, meeting.id or 0)
+    if head is None:
+        raise NotFound("the ballot log is empty", code="empty_log")
+    return TreeHeadOut(meeting=public_id, tree_size=head.tree_size, root_hash=base64.b64encode(head.root_hash).decode(),
+                       issued_at=head.issued_at, signature=base64.b64encode(head.signature).decode())
+
+
+@voting_router.get("/log/{public_id}/inclusion", response_model=ProofOut,
+                   summary="RFC 9162 inclusion proof of a leaf in a tree of the given size")
+def inclusion(public_id: PublicId, session: ReadSessionDep, leaf_index: Annotated[int, Query(ge=0, le=DB_ID_MAX)],
+              tree_size: Annotated[int, Query(ge=1, le=DB_ID_MAX)]) -> ProofOut:
+    meeting = _published(session, public_id)
+    leaves = ballot_log.leaf_hashes(session, meeting.id or 0, tree_size)
+    if leaf_index >= tree_size or len(leaves) < tree_size:
+        raise BadRequest("no such leaf in a tree of that size", code="invalid_proof_request")
+    path = merkle.inclusion_proof(leaves, leaf_index, tree_size)
+    return ProofOut(leaf_index=leaf_index, tree_size=tree_size, path=[base64.b64encode(h).decode() for h in path])
+
+
+@voting_router.get("/log/{public_id}/consistency", response_model=ConsistencyOut,
+                   summary="RFC 9162 consistency proof between two tree sizes")
+def consistency(public_id: PublicId, session: ReadSessionDep, old_size: Annotated[int, Query(ge=1, le=DB_ID_MAX)],
+                new_size: Annotated[int, Query(ge=1, le=DB_ID_MAX)]) -> ConsistencyOut:
+    meeting = _published(session, public_id)
+    leaves = ballot_log.leaf_hashes(session, meeting.id or 0, new_size)
+    if old_size > new_size or len(leaves) < new_size:
+        raise BadRequest("need old_size <= new_size <= the log's size", code="invalid_proof_request")
+    path = merkle.consistency_proof(leaves, old_size, new_size)
+    return ConsistencyOut(old_size=old_size, new_size=new_size, path=[base64.b64encode(h).decode() for h in path])
