@@ -26,6 +26,7 @@ from voting.schemas import (
     AgendaItemModel,
     AgendaItemOut,
     AttendanceIn,
+    ConfirmationOut,
     ConsistencyOut,
     IssuerIn,
     IssuerOut,
@@ -35,6 +36,7 @@ from voting.schemas import (
     ProofOut,
     ProxyIn,
     ReceiptOut,
+    RecusalIn,
     RevocationOut,
     SignedSubmission,
     TreeHeadOut,
@@ -124,6 +126,14 @@ def record_attendance(meeting_id: MeetingId, body: AttendanceIn, session: Sessio
     return {"holder_no": body.holder_no}
 
 
+@voting_router.post("/meetings/{meeting_id}/recusals", status_code=201,
+                    summary="A holder out of one item's votes (Art. 178), present for the quorum")
+def record_recusal(meeting_id: MeetingId, body: RecusalIn, session: SessionDep, actor: ActorDep) -> dict[str, str]:
+    attendance.record_recusal(session, actor=actor, meeting_id=meeting_id, item_key=body.item_key,
+                              holder_no=body.holder_no, reason=body.reason)
+    return {"holder_no": body.holder_no, "item_key": body.item_key}
+
+
 @voting_router.get("/meetings/{meeting_id}/tally", summary="The running (or frozen) share-weighted tally")
 def tally(meeting_id: MeetingId, session: ReadSessionDep, actor: ActorDep) -> dict[str, Any]:
     return results.tally_for(session, actor, meeting_id)
@@ -173,6 +183,17 @@ def inclusion(public_id: PublicId, session: ReadSessionDep, leaf_index: Annotate
         raise BadRequest("no such leaf in a tree of that size", code="invalid_proof_request")
     path = merkle.inclusion_proof(leaves, leaf_index, tree_size)
     return ProofOut(leaf_index=leaf_index, tree_size=tree_size, path=[base64.b64encode(h).decode() for h in path])
+
+
+@voting_router.get("/log/{public_id}/ballots/{ballot_sha256}", response_model=ConfirmationOut,
+                   summary="After the deadline: was this ballot recorded and counted (or why not), with its proof")
+def confirmation(public_id: PublicId, ballot_sha256: Annotated[str, Path(pattern=r"^[0-9a-fA-F]{64}$")],
+                 session: ReadSessionDep) -> ConfirmationOut:
+    found = ballots.confirm_ballot(session, meeting_public_id=public_id, ballot_sha256=ballot_sha256)
+    return ConfirmationOut(
+        status=found.status, holder_no=found.holder_no, received_at=found.received_at, leaf_index=found.leaf_index,
+        tree_size=found.tree_size, inclusion_proof=[base64.b64encode(h).decode() for h in found.inclusion_proof],
+        root_hash=base64.b64encode(found.root_hash).decode(), voided_items=found.voided_items)
 
 
 @voting_router.get("/log/{public_id}/consistency", response_model=ConsistencyOut,

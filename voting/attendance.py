@@ -28,7 +28,7 @@ from signing.evidence import platform_verifier
 from voting import service
 from voting.access import visible_meeting
 from voting.ballot import Ballot, BallotError, check_choices
-from voting.models import Attendance, BallotRevocation, BallotRow, Holder, Meeting
+from voting.models import AgendaItemRow, Attendance, BallotRevocation, BallotRow, Holder, Meeting, Recusal
 
 REVOCATION_TYPE = "cloudseal.revocation/1"
 STANDING = ("counted", "superseded")
@@ -177,3 +177,24 @@ def record_attendance(session: Session, *, actor: Actor, meeting_id: int, holder
     session.flush()
     audit.record(session, actor=actor.label, tenant=meeting.issuer_code, action="attendance.record",
                  object_type="meeting", object_id=meeting.public_id, details={"holder": holder_no, "mode": mode})
+
+
+def record_recusal(session: Session, *, actor: Actor, meeting_id: int, item_key: str, holder_no: str,
+                   reason: str) -> None:
+    """A holder with a personal interest in an item (Art. 178): present for the quorum, out of
+    that item's votes (Art. 180). Entered by the host before the tally is frozen."""
+    meeting = visible_meeting(session, actor, meeting_id, for_update=True)
+    if meeting.status == "frozen":
+        raise Conflict("the meeting is frozen", code="meeting_frozen")
+    item = session.execute(select(AgendaItemRow).where(AgendaItemRow.meeting_id == meeting.id)
+                           .where(AgendaItemRow.item_key == item_key)).scalar_one_or_none()
+    if item is None:
+        raise NotFound("no such agenda item", code="unknown_item")
+    holder = _holder(session, meeting, holder_no)
+    if session.execute(select(Recusal.id).where(Recusal.item_id == item.id)
+                       .where(Recusal.holder_id == holder.id)).first():
+        raise Conflict("this recusal is already recorded", code="recusal_exists")
+    session.add(Recusal(item_id=item.id or 0, holder_id=holder.id or 0, reason=reason, entered_by=actor.label))
+    session.flush()
+    audit.record(session, actor=actor.label, tenant=meeting.issuer_code, action="recusal.record",
+                 object_type="meeting", object_id=meeting.public_id, details={"item": item_key, "holder": holder_no})

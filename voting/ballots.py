@@ -27,7 +27,7 @@ from core.db import utcnow
 from core.errors import AppError, BadRequest, Conflict, NotFound
 from ra.models import Credential, Investor
 from signing.evidence import platform_verifier
-from voting import ballot_log, service
+from voting import ballot_log, merkle, service
 from voting.ballot import BallotError, check_choices, parse_ballot
 from voting.models import Attendance, BallotRow, Holder, Meeting, Recusal
 
@@ -172,3 +172,42 @@ def require_known_payload(payload_b64: str, cms_b64: str) -> tuple[bytes, bytes]
     except ValueError as exc:
         raise BadRequest("payload and cms are base64", code="malformed_ballot") from exc
 
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What happened to a ballot: recorded (its log leaf and proof) and counted, or why not."""
+
+    status: str
+    holder_no: str
+    received_at: dt.datetime
+    leaf_index: int
+    tree_size: int
+    inclusion_proof: list[bytes]
+    root_hash: bytes
+    voided_items: dict[str, str]
+
+
+def confirm_ballot(session: Session, *, meeting_public_id: str, ballot_sha256: str) -> Confirmation:
+    """For the holder after the deadline: was the ballot recorded, and is it counted?
+
+    Its status says why not (superseded, revoked, overridden_by_proxy) and the inclusion proof
+    ties it to the newest sealed tree head. 409 ``voting_open`` before the deadline, when a
+    status can still change; 404 ``unknown_ballot``.
+    """
+    meeting = session.execute(select(Meeting).where(Meeting.public_id == meeting_public_id)).scalar_one_or_none()
+    if meeting is None or meeting.status == "draft":
+        raise NotFound("no such meeting", code="unknown_meeting")
+    if utcnow() < meeting.closes_at and meeting.status != "frozen":
+        raise Conflict("the ballot's status is final once e-voting closed", code="voting_open")
+    row = session.execute(select(BallotRow, Holder.holder_no).join(Holder, Holder.id == BallotRow.holder_id)
+                          .where(BallotRow.meeting_id == meeting.id)
+                          .where(BallotRow.ballot_sha256 == ballot_sha256.lower())).first()
+    if row is None:
+        raise NotFound("no such ballot in this meeting", code="unknown_ballot")
+    ballot, holder_no = row
+    head = ballot_log.latest_tree_head(session, meeting.id or 0)
+    leaves = ballot_log.leaf_hashes(session, meeting.id or 0, head.tree_size if head else None)
+    return Confirmation(ballot.status, holder_no, ballot.received_at, ballot.leaf_index, len(leaves),
+                        merkle.inclusion_proof(leaves, ballot.leaf_index, len(leaves)), merkle.root_hash(leaves),
+                        json.loads(ballot.item_status))

@@ -91,6 +91,23 @@ class AttendanceIn(_Strict):
     choices: dict[str, Any] = Field(default_factory=dict, max_length=100)
 
 
+class RecusalIn(_Strict):
+    item_key: str = Field(pattern=r"^[0-9A-Za-z._-]{1,16}$")
+    holder_no: Text32
+    reason: Text200
+
+
+class ConfirmationOut(BaseModel):
+    status: str = Field(description="counted, superseded, revoked or overridden_by_proxy")
+    holder_no: str
+    received_at: dt.datetime
+    leaf_index: int
+    tree_size: int
+    inclusion_proof: list[str]
+    root_hash: str
+    voided_items: dict[str, str] = Field(description="items void on this ballot, e.g. an over-allocated election")
+
+
 class SignedSubmission(_Strict):
     """A ballot or revocation: canonical JSON bytes and their detached CMS, both base64."""
 

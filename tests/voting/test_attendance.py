@@ -16,7 +16,7 @@ from ra import devices
 from signing import service as signing
 from tests.ra.factories import NATIONAL_IDS
 from tests.voting.test_ballots import HOST, Voter, make_meeting, signed, submit, voter
-from voting import attendance, results
+from voting import attendance, ballots, results
 from voting.ballot import new_nonce
 from voting.models import BallotRow, Meeting
 
@@ -128,3 +128,46 @@ def test_a_host_of_another_issuer_gets_404_for_the_tally(platform: Platform) -> 
     with session_scope(platform.engine) as session, pytest.raises(AppError) as refused:
         results.tally_for(session, Actor("eve", Role.ISSUER_HOST, "2317"), meeting_id)
     assert refused.value.code == "unknown_meeting"
+
+
+def test_a_recused_holder_counts_for_quorum_but_not_in_that_items_votes(platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000), ("H002", NATIONAL_IDS[1], 500)])
+    row = meeting_row(platform, meeting)
+    alice = voter(platform, "H001", NATIONAL_IDS[0])
+    bob = voter(platform, "H002", NATIONAL_IDS[1])
+    submit(platform, *signed(platform, alice, meeting, {"1": "CFOR", "2": "CFOR"}))
+    submit(platform, *signed(platform, bob, meeting, {"1": "CAGS", "2": "CAGS"}))
+    with session_scope(platform.engine) as session:
+        attendance.record_recusal(session, actor=HOST, meeting_id=row.id or 0, item_key="2", holder_no="H001",
+                                  reason="party to the transaction")
+        duplicate = code_of(lambda: attendance.record_recusal(session, actor=HOST, meeting_id=row.id or 0,
+                                                              item_key="2", holder_no="H001", reason="again"))
+    assert duplicate == "recusal_exists"
+    with session_scope(platform.engine) as session:
+        tally = results.tally_for(session, HOST, row.id or 0)
+    acknowledgement, special = tally["items"][0], tally["items"][1]
+    assert tally["present_shares"] == 1500 and acknowledgement["for_votes"] == 1000
+    assert (special["recused_shares"], special["denominator"], special["for_votes"], special["against_votes"]) \
+        == (1000, 500, 0, 500)
+
+
+def test_after_the_deadline_a_holder_learns_the_ballot_was_recorded_and_why_it_does_not_count(
+        platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000)], held_yesterday=True)
+    row = meeting_row(platform, meeting)
+    alice = voter(platform, "H001", NATIONAL_IDS[0])
+    during = row.closes_at - dt.timedelta(hours=2)
+    first = submit(platform, *signed(platform, alice, meeting, {"1": "CFOR"}), received_at=during)
+    second = submit(platform, *signed(platform, alice, meeting, {"1": "CAGS"}),
+                    received_at=during + dt.timedelta(minutes=1))
+    with session_scope(platform.engine) as session:
+        counted = ballots.confirm_ballot(session, meeting_public_id=meeting,
+                                         ballot_sha256=str(first.statement["ballot_sha256"]))
+        superseded = ballots.confirm_ballot(session, meeting_public_id=meeting,
+                                            ballot_sha256=str(second.statement["ballot_sha256"]))
+    assert (counted.status, superseded.status) == ("counted", "superseded")
+    assert superseded.tree_size == 2 and len(superseded.inclusion_proof) == 1
+    with session_scope(platform.engine) as session:
+        early = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000)])
+        assert code_of(lambda: ballots.confirm_ballot(session, meeting_public_id=early, ballot_sha256="0" * 64)) \
+            == "voting_open"
