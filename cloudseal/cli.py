@@ -4,6 +4,8 @@ audit verification, PKI upkeep."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import stat
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -11,6 +13,8 @@ from typing import TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
@@ -24,6 +28,7 @@ from core.errors import AppError
 from core.models import StaffUser
 from core.settings import get_settings
 from ra import service as ra_service
+from voting.register import RegisterRejected, import_register
 
 app = typer.Typer(help="cloudseal: shared RA/CA, remote signing and shareholder e-voting.",
                   no_args_is_help=True)
@@ -241,3 +246,60 @@ def clients_revoke(client_id: str = typer.Option(..., help="the client to revoke
     """Revoke a broker API client: its secret stops working at once."""
     _change(lambda session: api_clients.revoke_api_client(session, actor=CLI_ACTOR, client_id=client_id))
     console.print(f"revoked API client {escape(client_id)}")
+
+
+register_app = typer.Typer(help="Shareholder registers at book closure.", no_args_is_help=True)
+app.add_typer(register_app, name="register")
+
+
+@register_app.command("import")
+def register_import(
+    meeting_id: int = typer.Argument(..., help="the meeting's number"),
+    file: typer.FileBinaryRead = typer.Argument(..., help="the register: CSV, UTF-8, with a header row "
+                                                         "(- for standard input)"),
+    replace: bool = typer.Option(False, "--replace", help="replace a different register imported before"),
+    as_user: str = typer.Option(None, "--as", help="act as this staff account (default: an operator)"),
+) -> None:
+    """Import a meeting's shareholder register; a file with any bad line imports nothing."""
+    status = os.fstat(file.fileno())
+    platform = build_platform(get_settings())
+    try:
+        with file as stream, Progress(
+            TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+            console=console, transient=True,
+        ) as bar:
+            task = bar.add_task("import", total=status.st_size if stat.S_ISREG(status.st_mode) else None)
+            with session_scope(platform.engine) as session:
+                actor = CLI_ACTOR
+                if as_user:
+                    name = accounts.normalise_username(as_user)
+                    user = session.execute(select(StaffUser).where(StaffUser.username == name)).scalar_one_or_none()
+                    if user is None or not user.active:
+                        raise AppError(f"no active staff user {name!r}", code="unknown_user")
+                    actor = accounts.staff_actor(user)
+                summary = import_register(
+                    session, platform.keystore, actor=actor, meeting_id=meeting_id, stream=stream,
+                    replace=replace, progress=lambda done: bar.update(task, completed=done))
+    except RegisterRejected as exc:
+        for error in exc.errors[:50]:
+            column = escape(f" [{error.column}]") if error.column else ""
+            console.print(f"line {error.line}{column}: {escape(error.message)}")
+        if exc.error_count > 50:
+            console.print(f"… and {exc.error_count - 50} more")
+        console.print(f"[red]register rejected: {exc.error_count} problem(s); nothing was imported[/red] "
+                      f"({exc.code})")
+        raise typer.Exit(1) from None
+    except AppError as exc:
+        console.print(f"[red]{escape(exc.message)}[/red] ({exc.code})")
+        raise typer.Exit(1) from None
+    except DBAPIError as exc:
+        console.print(f"[red]the database is not ready ({escape(str(exc.orig))}); "
+                      "run `cloudseal migrate` first[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        platform.close()
+    if summary.unchanged:
+        console.print("the same register was imported before; nothing changed")
+    console.print(f"{summary.holders:,} holders, {summary.total_shares:,} shares "
+                  f"({summary.voting_shares:,} voting, {summary.non_voting_shares:,} without voting rights)")
+    console.print(f"sha256 {summary.sha256}")

@@ -8,17 +8,19 @@ public, so a holder can check a receipt with nothing but the seal certificate.
 from __future__ import annotations
 
 import base64
+import io
 import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlmodel import Session
 
 from core.errors import BadRequest, NotFound
 from core.validation import DB_ID_MAX
-from core.web import ActorDep, ReadSessionDep, SessionDep
-from voting import attendance, ballot_log, ballots, merkle, results, service
+from core.web import ActorDep, ReadSessionDep, SessionDep, request_sessions
+from voting import attendance, ballot_log, ballots, merkle, register, results, service
 from voting.access import READ_ROLES, visible_meeting
 from voting.calendar import last_moment_display
 from voting.models import Meeting
@@ -37,6 +39,7 @@ from voting.schemas import (
     ProxyIn,
     ReceiptOut,
     RecusalIn,
+    RegisterOut,
     RevocationOut,
     SignedSubmission,
     TreeHeadOut,
@@ -95,6 +98,25 @@ def list_meetings(session: ReadSessionDep, actor: ActorDep) -> list[MeetingOut]:
 @voting_router.get("/meetings/{meeting_id}", response_model=MeetingOut, summary="A meeting and its agenda")
 def get_meeting(meeting_id: MeetingId, session: ReadSessionDep, actor: ActorDep) -> MeetingOut:
     return _meeting_out(session, visible_meeting(session, actor, meeting_id, roles=READ_ROLES), with_agenda=True)
+
+
+@voting_router.put("/meetings/{meeting_id}/register", response_model=RegisterOut,
+                   summary="Upload the shareholder register (CSV body; all-or-nothing, idempotent)",
+                   openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+async def upload_register(meeting_id: MeetingId, request: Request, actor: ActorDep,
+                          replace: Annotated[bool, Query()] = False) -> RegisterOut:
+    # Bodies up to CLOUDSEAL_MAX_BODY_BYTES; `cloudseal register import` streams registers of any size.
+    body = await request.body()
+
+    def run() -> register.RegisterImport:
+        with request_sessions(request) as (session, _):
+            return register.import_register(session, request.app.state.pki.keystore, actor=actor,
+                                            meeting_id=meeting_id, stream=io.BytesIO(body), replace=replace)
+
+    summary = await run_in_threadpool(run)
+    return RegisterOut(holders=summary.holders, total_shares=str(summary.total_shares),
+                       voting_shares=str(summary.voting_shares), non_voting_shares=str(summary.non_voting_shares),
+                       sha256=summary.sha256, unchanged=summary.unchanged)
 
 
 @voting_router.post("/meetings/{meeting_id}/publish", response_model=MeetingOut,

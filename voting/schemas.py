@@ -80,6 +80,17 @@ class MeetingOut(BaseModel):
     agenda: list[AgendaItemOut] = Field(default_factory=list)
 
 
+class RegisterOut(BaseModel):
+    """Share counts are decimal strings: they can exceed what JSON numbers carry exactly."""
+
+    holders: int
+    total_shares: str
+    voting_shares: str
+    non_voting_shares: str
+    sha256: str
+    unchanged: bool
+
+
 class ProxyIn(_Strict):
     holder_no: Text32
     proxy_name: Text200

@@ -123,3 +123,25 @@ def test_ballots_over_http_get_receipts_whose_inclusion_an_outside_verifier_chec
     consistency = client.get(f"/voting/log/{meeting}/consistency", params={"old_size": 1, "new_size": 3})
     assert consistency.status_code == 200 and len(consistency.json()["path"]) >= 1
     assert client.get(f"/voting/log/{meeting}/inclusion", params={"leaf_index": 5, "tree_size": 3}).status_code == 400
+
+
+def test_a_host_uploads_the_register_over_http_all_or_nothing(client: TestClient, platform: Platform) -> None:
+    client.post("/voting/issuers", json={"code": "2330", "name": "TSMC"}, headers=bearer(platform))
+    meeting = client.post("/voting/meetings", json={**MEETING, **_dates()}, headers=host(platform)).json()
+    good = ("holder_no,id_number,name,shares,non_voting_shares,non_voting_reason,nominee\n"
+            f"H001,{NATIONAL_IDS[0]},Lin,100000000000000000000000,0,,N\n"
+            f"H002,{NATIONAL_IDS[1]},Chen,500,500,treasury,N\n").encode()
+    bad = good + b"H003,not-an-id,Wang,-5,0,,N\n"
+    url = f"/voting/meetings/{meeting['id']}/register"
+    rejected = client.put(url, content=bad, headers={**host(platform), "Content-Type": "text/csv"})
+    assert rejected.status_code == 400 and rejected.json()["error"]["code"] == "invalid_register"
+    assert client.get(f"/voting/meetings/{meeting['id']}", headers=host(platform)).json()["register_holders"] == 0
+    accepted = client.put(url, content=good, headers={**host(platform), "Content-Type": "text/csv"})
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["total_shares"] == "100000000000000000000500" and accepted.json()["holders"] == 2
+    again = client.put(url, content=good, headers={**host(platform), "Content-Type": "text/csv"})
+    assert again.json()["unchanged"] is True
+    stranger = client.put(url, content=good, headers={**host(platform, "2317"), "Content-Type": "text/csv"})
+    assert stranger.status_code == 404
+    published = client.post(f"/voting/meetings/{meeting['id']}/publish", headers=host(platform))
+    assert published.status_code == 200 and published.json()["status"] == "published"
