@@ -125,6 +125,12 @@ def publish(meeting_id: MeetingId, session: SessionDep, actor: ActorDep) -> Meet
     return _meeting_out(session, service.publish_meeting(session, actor=actor, meeting_id=meeting_id))
 
 
+@voting_router.post("/meetings/{meeting_id}/freeze", response_model=MeetingOut,
+                    summary="Freeze the final tally (no change afterwards)")
+def freeze(meeting_id: MeetingId, session: SessionDep, actor: ActorDep) -> MeetingOut:
+    return _meeting_out(session, service.freeze_meeting(session, actor=actor, meeting_id=meeting_id))
+
+
 @voting_router.post("/meetings/{meeting_id}/items", status_code=201,
                     summary="Extempore motions and amendments, at the meeting")
 def add_items(meeting_id: MeetingId, body: ItemsIn, session: SessionDep, actor: ActorDep) -> dict[str, int]:

@@ -219,3 +219,19 @@ def add_items_at_meeting(session: Session, *, actor: Actor, meeting_id: int, ite
     session.flush()
     audit.record(session, actor=actor.label, tenant=meeting.issuer_code, action="meeting.add_items",
                  object_type="meeting", object_id=meeting.public_id, details={"items": [i.key for i in items]})
+
+
+def freeze_meeting(session: Session, *, actor: Actor, meeting_id: int) -> Meeting:
+    """Freeze the final tally once the meeting has voted: nothing about it changes afterwards
+    (ballots, revocations, attendance, recusals, register and agenda all refuse a frozen meeting)."""
+    meeting = visible_meeting(session, actor, meeting_id, for_update=True)
+    if meeting.status != "published":
+        raise Conflict(f"the meeting is {meeting.status}", code="meeting_not_published")
+    if utcnow() < meeting.closes_at:
+        raise Conflict("the tally is frozen at the meeting, after e-voting closed", code="meeting_not_started")
+    meeting.status, meeting.frozen_at = "frozen", utcnow()
+    session.add(meeting)
+    session.flush()
+    audit.record(session, actor=actor.label, tenant=meeting.issuer_code, action="meeting.freeze",
+                 object_type="meeting", object_id=meeting.public_id)
+    return meeting

@@ -12,11 +12,13 @@ from cloudseal.platform import Platform
 from core.auth import Actor, Role
 from core.db import session_scope, utcnow
 from core.errors import AppError
+from ra import credentials as ra_credentials
 from ra import devices
 from signing import service as signing
 from tests.ra.factories import NATIONAL_IDS
 from tests.voting.test_ballots import HOST, Voter, make_meeting, signed, submit, voter
 from voting import attendance, ballots, results
+from voting import service as voting_service
 from voting.ballot import new_nonce
 from voting.models import BallotRow, Meeting
 
@@ -171,3 +173,55 @@ def test_after_the_deadline_a_holder_learns_the_ballot_was_recorded_and_why_it_d
         early = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000)])
         assert code_of(lambda: ballots.confirm_ballot(session, meeting_public_id=early, ballot_sha256="0" * 64)) \
             == "voting_open"
+
+
+def test_a_ballot_one_second_after_the_deadline_is_refused(platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000)], held_yesterday=True)
+    row = meeting_row(platform, meeting)
+    alice = voter(platform, "H001", NATIONAL_IDS[0])
+    last_second = row.closes_at - dt.timedelta(seconds=1)
+    assert code_of(lambda: submit(platform, *signed(platform, alice, meeting),
+                                  received_at=row.closes_at + dt.timedelta(seconds=1))) == "voting_closed"
+    assert code_of(lambda: submit(platform, *signed(platform, alice, meeting), received_at=row.closes_at)) \
+        == "voting_closed"
+    assert submit(platform, *signed(platform, alice, meeting), received_at=last_second).status == "counted"
+
+
+def test_a_ballot_from_a_revoked_certificate_is_refused_at_receipt(platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000)])
+    alice = voter(platform, "H001", NATIONAL_IDS[0])
+    payload, cms = signed(platform, alice, meeting)
+    with session_scope(platform.engine) as session:
+        ra_credentials.revoke_credential(session, platform.pki, actor=Actor("olivia", Role.RA_OFFICER, "B001"),
+                                         credential=ra_credentials.get_credential(session, alice.credential_id),
+                                         reason="keyCompromise")
+    assert code_of(lambda: submit(platform, payload, cms)) == "certificate_revoked"
+    assert statuses(platform) == []
+
+
+def test_nothing_changes_after_the_tally_is_frozen(platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000), ("H002", NATIONAL_IDS[1], 500)],
+                           held_yesterday=True)
+    row = meeting_row(platform, meeting)
+    alice = voter(platform, "H001", NATIONAL_IDS[0])
+    late_ballot = signed(platform, alice, meeting)
+    submit(platform, *signed(platform, alice, meeting), received_at=row.closes_at - dt.timedelta(hours=1))
+    with session_scope(platform.engine) as session:
+        before = results.tally_for(session, HOST, row.id or 0)
+        voting_service.freeze_meeting(session, actor=HOST, meeting_id=row.id or 0)
+    with session_scope(platform.engine) as session:
+        refusals = {
+            code_of(lambda: attendance.record_attendance(session, actor=HOST, meeting_id=row.id or 0, holder_no="H002",
+                                                         mode="in_person", choices={"1": "CFOR"})),
+            code_of(lambda: attendance.register_proxy(session, actor=HOST, meeting_id=row.id or 0, holder_no="H002",
+                                                      proxy_name="x")),
+            code_of(lambda: attendance.record_recusal(session, actor=HOST, meeting_id=row.id or 0, item_key="1",
+                                                      holder_no="H002", reason="x")),
+        }
+    assert refusals == {"meeting_not_published", "meeting_frozen"}
+    assert code_of(lambda: submit(platform, *late_ballot, received_at=row.closes_at - dt.timedelta(minutes=1))) \
+        == "voting_not_open"
+    with session_scope(platform.engine) as session:
+        after = results.tally_for(session, HOST, row.id or 0)
+    assert after["status"] == "frozen" and {k: v for k, v in after.items() if k != "status"} \
+        == {k: v for k, v in before.items() if k != "status"}
