@@ -197,21 +197,24 @@ def tally_meeting(
         if unknown := set(recused) - holders.keys():
             raise TallyInputError(f"recusal of holders not on the register: {sorted(unknown)}")
 
-    outstanding = sum(entry.votable_shares for entry in register)
-    present_shares = sum(holders[p.holder_no].votable_shares for p in attendees)
+    # Each holder's votable shares once: a million holders are tallied item after item.
+    votable = {holder_no: entry.shares - entry.non_voting_shares for holder_no, entry in holders.items()}
+    outstanding = sum(votable.values())
+    weighted = [(p, votable[p.holder_no]) for p in attendees]
+    present_shares = sum(weight for _, weight in weighted)
     results: list[ResolutionResult | ElectionResult] = []
     for item in agenda:
         recused = frozenset(recusals.get(item.item_id, ()))
-        voters = [p for p in attendees if p.holder_no not in recused]
-        recused_shares = present_shares - sum(holders[p.holder_no].votable_shares for p in voters)
+        voters = [(p, w) for p, w in weighted if p.holder_no not in recused] if recused else weighted
+        recused_shares = present_shares - sum(weight for _, weight in voters) if recused else 0
         if item.is_election:
             results.append(_tally_election(item, voters, holders, rules, outstanding, present_shares, recused_shares))
         else:
             results.append(_tally_resolution(item, voters, holders, rules, outstanding, present_shares, recused_shares))
     attendance = {
         mode: AttendanceFigures(
-            holders=sum(1 for p in attendees if p.mode == mode),
-            shares=sum(holders[p.holder_no].votable_shares for p in attendees if p.mode == mode),
+            holders=sum(1 for p, _ in weighted if p.mode == mode),
+            shares=sum(weight for p, weight in weighted if p.mode == mode),
         )
         for mode in ATTENDANCE_MODES
     }
@@ -244,7 +247,7 @@ def _check_attendance(
 
 def _tally_resolution(
     item: AgendaItem,
-    voters: Sequence[PresentHolder],
+    voters: Sequence[tuple[PresentHolder, int]],
     holders: Mapping[str, RegisterEntry],
     rules: MeetingRules,
     outstanding: int,
@@ -252,16 +255,17 @@ def _tally_resolution(
     recused_shares: int,
 ) -> ResolutionResult:
     votes = dict.fromkeys(VOTE_CODES, 0)
-    for voter in voters:
-        entry = holders[voter.holder_no]
-        if voter.mode == "evote" and not item.electronically_votable:
+    item_id, electronically_votable = item.item_id, item.electronically_votable
+    for voter, weight in voters:
+        if voter.mode == "evote" and not electronically_votable:
             # Art. 177-1: deemed to abstain, whatever the ballot might say.
-            votes["ABST"] += entry.votable_shares
+            votes["ABST"] += weight
             continue
-        choice = voter.choices.get(item.item_id, NO_ACTION)
-        if isinstance(choice, str) and choice in VOTE_CODES:
-            votes[choice] += entry.votable_shares
+        choice = voter.choices.get(item_id, NO_ACTION)
+        if isinstance(choice, str) and choice in votes:
+            votes[choice] += weight
         elif isinstance(choice, SplitVote):
+            entry = holders[voter.holder_no]
             if not entry.nominee:
                 raise TallyInputError(f"holder {entry.holder_no!r} is not a nominee and cannot split votes")
             if choice.total > entry.votable_shares:
@@ -270,7 +274,7 @@ def _tally_resolution(
             votes["CAGS"] += choice.cags
             votes["ABST"] += choice.abst
         elif choice != NO_ACTION:
-            raise TallyInputError(f"invalid choice {choice!r} of {entry.holder_no!r} on resolution {item.item_id!r}")
+            raise TallyInputError(f"invalid choice {choice!r} of {voter.holder_no!r} on resolution {item.item_id!r}")
     denominator = present_shares - recused_shares
     decide = decide_special if item.kind == "special" else decide_ordinary
     decision = decide(rules, present_shares, outstanding, votes["CFOR"], denominator)
@@ -295,7 +299,7 @@ def _tally_resolution(
 
 def _tally_election(
     item: AgendaItem,
-    voters: Sequence[PresentHolder],
+    voters: Sequence[tuple[PresentHolder, int]],
     holders: Mapping[str, RegisterEntry],
     rules: MeetingRules,
     outstanding: int,
@@ -304,20 +308,24 @@ def _tally_election(
 ) -> ElectionResult:
     totals = dict.fromkeys(item.candidates, 0)
     votes_available = votes_cast = void_ballots = 0
-    for voter in voters:
-        limit = holders[voter.holder_no].votable_shares * item.seats
+    item_id, seats = item.item_id, item.seats
+    for voter, weight in voters:
+        limit = weight * seats
         votes_available += limit
-        choice = voter.choices.get(item.item_id, NO_ACTION)
+        choice = voter.choices.get(item_id, NO_ACTION)
         if choice == NO_ACTION:
             continue
         if not isinstance(choice, ElectionVote):
             raise TallyInputError(f"invalid choice {choice!r} of {voter.holder_no!r} on election {item.item_id!r}")
-        if unknown := set(choice.allocations) - totals.keys():
-            raise TallyInputError(f"votes for unknown candidates {sorted(unknown)} on {item.item_id!r}")
-        if choice.total > limit:
+        total = 0
+        for candidate, votes in choice.allocations.items():
+            if candidate not in totals:
+                raise TallyInputError(f"votes for unknown candidate {candidate!r} on {item.item_id!r}")
+            total += votes
+        if total > limit:
             void_ballots += 1  # over-allocation voids this election on this ballot only
             continue
-        votes_cast += choice.total
+        votes_cast += total
         for candidate, votes in choice.allocations.items():
             totals[candidate] += votes
 
