@@ -32,6 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/enrol.py
 	$(BIN)/python bench/sign.py
 	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/register.py
+	$(BIN)/python bench/tally.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
