@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/register.py
 	$(BIN)/python bench/tally.py
+	$(BIN)/python bench/ballots.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
