@@ -169,9 +169,10 @@ def tally(meeting_id: MeetingId, session: ReadSessionDep, actor: ActorDep) -> di
 
 @voting_router.post("/ballots", response_model=ReceiptOut, status_code=201,
                     summary="Submit a signed ballot; returns the sealed receipt")
-def submit_ballot(body: SignedSubmission, request: Request, session: SessionDep) -> ReceiptOut:
+def submit_ballot(body: SignedSubmission, request: Request) -> ReceiptOut:
     payload, cms = ballots.require_known_payload(body.payload, body.cms)
-    receipt = ballots.submit_ballot(session, request.app.state.pki, payload=payload, cms=cms)
+    with request_sessions(request) as (session, reader):
+        receipt = ballots.submit_ballot(session, request.app.state.pki, payload=payload, cms=cms, reader=reader)
     return ReceiptOut(**receipt.to_json())  # type: ignore[arg-type]
 
 

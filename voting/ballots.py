@@ -84,12 +84,15 @@ def _votable_shares(session: Session, holder: Holder, agenda_rows: list) -> dict
 
 
 def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meeting_public_id: str | None = None,
-                  received_at: dt.datetime | None = None) -> Receipt:
+                  received_at: dt.datetime | None = None, reader: Session | None = None) -> Receipt:
     """Check, store, log and seal a receipt for one signed ballot (see the module docstring).
 
     ``meeting_public_id`` is the meeting the ballot was sent to: a ballot signed for another
-    meeting is refused (``meeting_mismatch``), so none can be replayed elsewhere.
+    meeting is refused (``meeting_mismatch``), so none can be replayed elsewhere. The checks
+    read through ``reader`` (default ``session``); only the recording locks the meeting, so
+    on SQLite the write lock is not held while the CMS is verified.
     """
+    reader = reader or session
     received_at = received_at or utcnow()
     if len(payload) > MAX_BALLOT_BYTES or len(cms) > MAX_CMS_BYTES:
         raise _refuse("ballot_too_large", "the ballot or its signature is too large", 413)
@@ -99,32 +102,32 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
         raise _refuse(exc.code, str(exc)) from exc
     if meeting_public_id is not None and ballot.meeting_id != meeting_public_id:
         raise _refuse("meeting_mismatch", "the ballot was signed for another meeting")
-    meeting = session.execute(select(Meeting).where(Meeting.public_id == ballot.meeting_id)
-                              .with_for_update()).scalar_one_or_none()
+    meeting = reader.execute(select(Meeting).where(Meeting.public_id == ballot.meeting_id)).scalar_one_or_none()
     if meeting is None or meeting.status == "draft":
         raise NotFound("no such meeting", code="unknown_meeting")
-    if meeting.status != "published" or received_at < meeting.opens_at:
-        raise Conflict("e-voting for this meeting is not open", code="voting_not_open")
-    if received_at >= meeting.closes_at:
-        raise Conflict("the e-voting deadline has passed", code="voting_closed")
+    _check_open(meeting.status, meeting.opens_at, meeting.closes_at, received_at)
     digest = hashlib.sha256(payload).digest()
-    result = platform_verifier(session, pki).verify(cms, digest=digest)
+    result = platform_verifier(reader, pki).verify(cms, digest=digest)
     if not result.valid:
         code = _SIGNATURE_CODES.get(result.reason or "", "invalid_signature")
         raise _refuse(code, result.message or "the ballot's signature is not valid")
     if result.status_now != "good" or result.signer is None:
         raise _refuse("certificate_not_good", "the signer's certificate is not good now")
-    reference, id_hmac = _signer_identity(session, result.signer.serial)
-    holder = session.execute(select(Holder).where(Holder.meeting_id == meeting.id)
-                             .where(Holder.holder_no == ballot.holder_no)).scalar_one_or_none()
+    reference, id_hmac = _signer_identity(reader, result.signer.serial)
+    holder = reader.execute(select(Holder).where(Holder.meeting_id == meeting.id)
+                            .where(Holder.holder_no == ballot.holder_no)).scalar_one_or_none()
     if holder is None or holder.id_hmac != id_hmac:
         raise _refuse("not_the_holder", "the signer is not the registered holder this ballot names", 403)
-    agenda_rows = service.agenda_rows(session, meeting.id or 0)
+    agenda_rows = service.agenda_rows(reader, meeting.id or 0)
     try:
         item_status = check_choices(ballot, service.agenda_of(agenda_rows), nominee=holder.nominee,
-                                    votable_shares=_votable_shares(session, holder, agenda_rows))
+                                    votable_shares=_votable_shares(reader, holder, agenda_rows))
     except BallotError as exc:
         raise _refuse(exc.code, str(exc)) from exc
+    # Recording: the meeting row is locked, which orders the meeting's ballots and log.
+    locked = session.execute(select(Meeting.status, Meeting.opens_at, Meeting.closes_at)
+                             .where(Meeting.id == meeting.id).with_for_update()).one()
+    _check_open(locked.status, locked.opens_at, locked.closes_at, received_at)
     ballot_sha256 = digest.hex()
     if session.execute(select(BallotRow.id).where(BallotRow.meeting_id == meeting.id)
                        .where(BallotRow.ballot_sha256 == ballot_sha256)).first():
@@ -149,6 +152,13 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
                  "tree_head": tree_head.to_json()}
     signature, serial = ballot_log.seal(session, pki, rfc8785.dumps(statement))
     return Receipt(statement, signature, serial, status)
+
+
+def _check_open(status: str, opens_at: dt.datetime, closes_at: dt.datetime, received_at: dt.datetime) -> None:
+    if status != "published" or received_at < opens_at:
+        raise Conflict("e-voting for this meeting is not open", code="voting_not_open")
+    if received_at >= closes_at:
+        raise Conflict("the e-voting deadline has passed", code="voting_closed")
 
 
 def _status_on_arrival(session: Session, meeting: Meeting, holder: Holder) -> str:
