@@ -7,7 +7,8 @@ import datetime as dt
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import typer
@@ -52,12 +53,20 @@ CLI_ACTOR = Actor(subject="cli", role=Role.OPERATOR)
 T = TypeVar("T")
 
 
-def _change(apply: Callable[[Session], T]) -> T:
-    """Run one service call in a transaction; print refusals and exit non-zero."""
-    engine = make_engine(get_settings().database_url)
+@contextmanager
+def _exit_on_refusal() -> Iterator[None]:
+    """Print a refusal (exit 1) or a database that is not migrated (exit 2)."""
     try:
-        with session_scope(engine) as session:
-            return apply(session)
+        yield
+    except RegisterRejected as exc:  # name the bad lines, not just the verdict
+        for error in exc.errors[:50]:
+            column = escape(f" [{error.column}]") if error.column else ""
+            console.print(f"line {error.line}{column}: {escape(error.message)}")
+        if exc.error_count > 50:
+            console.print(f"… and {exc.error_count - 50} more")
+        console.print(f"[red]register rejected: {exc.error_count} problem(s); nothing was imported[/red] "
+                      f"({exc.code})")
+        raise typer.Exit(1) from None
     except AppError as exc:
         console.print(f"[red]{escape(exc.message)}[/red] ({exc.code})")
         raise typer.Exit(1) from None
@@ -65,6 +74,14 @@ def _change(apply: Callable[[Session], T]) -> T:
         console.print(f"[red]the database is not ready ({escape(str(exc.orig))}); "
                       "run `cloudseal migrate` first[/red]")
         raise typer.Exit(2) from None
+
+
+def _change(apply: Callable[[Session], T]) -> T:
+    """Run one service call in a transaction; print refusals and exit non-zero."""
+    engine = make_engine(get_settings().database_url)
+    try:
+        with _exit_on_refusal(), session_scope(engine) as session:
+            return apply(session)
     finally:
         engine.dispose()
 
@@ -264,7 +281,7 @@ def register_import(
     status = os.fstat(file.fileno())
     platform = build_platform(get_settings())
     try:
-        with file as stream, Progress(
+        with _exit_on_refusal(), file as stream, Progress(
             TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
             console=console, transient=True,
         ) as bar:
@@ -280,22 +297,6 @@ def register_import(
                 summary = import_register(
                     session, platform.keystore, actor=actor, meeting_id=meeting_id, stream=stream,
                     replace=replace, progress=lambda done: bar.update(task, completed=done))
-    except RegisterRejected as exc:
-        for error in exc.errors[:50]:
-            column = escape(f" [{error.column}]") if error.column else ""
-            console.print(f"line {error.line}{column}: {escape(error.message)}")
-        if exc.error_count > 50:
-            console.print(f"… and {exc.error_count - 50} more")
-        console.print(f"[red]register rejected: {exc.error_count} problem(s); nothing was imported[/red] "
-                      f"({exc.code})")
-        raise typer.Exit(1) from None
-    except AppError as exc:
-        console.print(f"[red]{escape(exc.message)}[/red] ({exc.code})")
-        raise typer.Exit(1) from None
-    except DBAPIError as exc:
-        console.print(f"[red]the database is not ready ({escape(str(exc.orig))}); "
-                      "run `cloudseal migrate` first[/red]")
-        raise typer.Exit(2) from None
     finally:
         platform.close()
     if summary.unchanged:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 
 import pytest
 from sqlalchemy import select
@@ -13,10 +12,8 @@ from core.auth import Actor, Role
 from core.db import session_scope, utcnow
 from core.errors import AppError
 from ra import credentials as ra_credentials
-from ra import devices
-from signing import service as signing
 from tests.ra.factories import NATIONAL_IDS
-from tests.voting.test_ballots import HOST, Voter, make_meeting, signed, submit, voter
+from tests.voting.test_ballots import HOST, Voter, make_meeting, sign_payload, signed, submit, voter
 from voting import attendance, ballots, results
 from voting import service as voting_service
 from voting.ballot import new_nonce
@@ -30,16 +27,7 @@ def meeting_row(platform: Platform, public_id: str) -> Meeting:
 
 def revocation(platform: Platform, who: Voter, meeting: str) -> tuple[bytes, bytes]:
     payload = attendance.build_revocation(meeting, who.holder_no, new_nonce(), utcnow())
-    digest = hashlib.sha256(payload).digest()
-    with session_scope(platform.engine) as session:
-        challenge = devices.issue_challenge(session, who.credential_id)
-    message = devices.challenge_message(challenge.id, challenge.nonce,
-                                        signing.authorization_action("sha256", [digest]), who.credential_id)
-    with session_scope(platform.engine) as session:
-        cms = signing.sign_cms(session, platform.pki, credential_id=who.credential_id, pin="482916", digest=digest,
-                               hash_algorithm="sha256", client="voting-app", purpose="ballot",
-                               challenge_id=challenge.id, device_signature=who.phone.sign(message))
-    return payload, cms
+    return payload, sign_payload(platform, who, payload)
 
 
 def revoke(platform: Platform, payload: bytes, cms: bytes, **kw: object) -> int:

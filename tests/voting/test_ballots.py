@@ -82,16 +82,20 @@ def signed(platform: Platform, who: Voter, meeting: str, choices: dict | None = 
            holder_no: str | None = None) -> tuple[bytes, bytes]:
     """The app's way: canonical ballot bytes, signed as a detached CMS through /signing/cms's service."""
     payload = build_ballot(meeting, holder_no or who.holder_no, choices or CHOICES, new_nonce(), utcnow())
+    return payload, sign_payload(platform, who, payload)
+
+
+def sign_payload(platform: Platform, who: Voter, payload: bytes) -> bytes:
+    """A detached CMS over ``payload`` by ``who``, through the signing service (PIN + device proof)."""
     digest = hashlib.sha256(payload).digest()
     with session_scope(platform.engine) as session:
         challenge = devices.issue_challenge(session, who.credential_id)
     message = devices.challenge_message(challenge.id, challenge.nonce,
                                         signing.authorization_action("sha256", [digest]), who.credential_id)
     with session_scope(platform.engine) as session:
-        cms = signing.sign_cms(session, platform.pki, credential_id=who.credential_id, pin="482916", digest=digest,
-                               hash_algorithm="sha256", client="voting-app", purpose="ballot",
-                               challenge_id=challenge.id, device_signature=who.phone.sign(message))
-    return payload, cms
+        return signing.sign_cms(session, platform.pki, credential_id=who.credential_id, pin="482916", digest=digest,
+                                hash_algorithm="sha256", client="voting-app", purpose="ballot",
+                                challenge_id=challenge.id, device_signature=who.phone.sign(message))
 
 
 def submit(platform: Platform, payload: bytes, cms: bytes, **kw: object) -> ballots.Receipt:
