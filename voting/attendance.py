@@ -33,6 +33,8 @@ from voting.models import AgendaItemRow, Attendance, BallotRevocation, BallotRow
 REVOCATION_TYPE = "cloudseal.revocation/1"
 STANDING = ("counted", "superseded")
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_MEETING_ID = re.compile(r"[0-9a-f]{32}")
+_HOLDER_NO = re.compile(r"[!-~]{1,32}")
 
 
 def build_revocation(meeting_id: str, holder_no: str, nonce: str, created_at: dt.datetime) -> bytes:
@@ -44,11 +46,12 @@ def build_revocation(meeting_id: str, holder_no: str, nonce: str, created_at: dt
 def _parse_revocation(payload: bytes) -> dict[str, str]:
     try:
         data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BadRequest("a revocation is canonical JSON", code="malformed_revocation") from exc
     if (not isinstance(data, dict) or set(data) != {"type", "meeting", "holder", "nonce", "created_at"}
             or data.get("type") != REVOCATION_TYPE or not all(isinstance(v, str) for v in data.values())
-            or not _NONCE.fullmatch(data["nonce"]) or rfc8785.dumps(data) != payload):
+            or not _NONCE.fullmatch(data["nonce"]) or not _MEETING_ID.fullmatch(data["meeting"])
+            or not _HOLDER_NO.fullmatch(data["holder"]) or rfc8785.dumps(data) != payload):
         raise BadRequest("not a canonical cloudseal revocation", code="malformed_revocation")
     return data
 
@@ -78,6 +81,7 @@ def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meet
     409 ``revocation_too_late`` at or after the deadline (the e-vote stays in force),
     409 ``nothing_to_revoke`` when the holder has no standing ballot.
     """
+    stamp_on_lock = received_at is None
     received_at = received_at or utcnow()
     data = _parse_revocation(payload)
     if meeting_public_id is not None and data["meeting"] != meeting_public_id:
@@ -86,8 +90,14 @@ def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meet
                               .with_for_update()).scalar_one_or_none()
     if meeting is None or meeting.status == "draft":
         raise NotFound("no such meeting", code="unknown_meeting")
+    if stamp_on_lock:  # received when its turn came: the order of the log is the order of receipt
+        received_at = utcnow()
     if received_at >= meeting.closes_at or meeting.status != "published":
         raise Conflict("the revocation deadline has passed: the e-vote stays in force", code="revocation_too_late")
+    payload_sha256 = hashlib.sha256(payload).hexdigest()
+    if session.execute(select(BallotRevocation.id).where(BallotRevocation.meeting_id == meeting.id)
+                       .where(BallotRevocation.payload_sha256 == payload_sha256)).first():
+        raise Conflict("this revocation was already received", code="duplicate_revocation")
     holder = _signed_by_holder(session, pki, meeting, data["holder"], payload, cms)
     standing = list(session.execute(select(BallotRow.id).where(BallotRow.meeting_id == meeting.id)
                                     .where(BallotRow.holder_id == holder.id)
@@ -98,7 +108,8 @@ def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meet
                     .values(status="revoked"))
     for ballot_id in standing:
         session.add(BallotRevocation(meeting_id=meeting.id or 0, holder_id=holder.id or 0, ballot_id=ballot_id,
-                                     received_at=received_at, payload=payload, cms=cms))
+                                     received_at=received_at, payload=payload, payload_sha256=payload_sha256,
+                                     cms=cms))
     session.flush()
     audit.record(session, actor=f"holder:{holder.holder_no}", tenant=meeting.issuer_code, action="ballot.revoke",
                  object_type="meeting", object_id=meeting.public_id, details={"ballots": len(standing)})
@@ -119,6 +130,12 @@ def _counted_evote(session: Session, meeting: Meeting, holder: Holder) -> int | 
                            .where(BallotRow.status == "counted")).scalar_one_or_none()
 
 
+def _override_evote(session: Session, meeting: Meeting, holder: Holder) -> None:
+    session.execute(update(BallotRow).where(BallotRow.meeting_id == meeting.id).where(BallotRow.holder_id == holder.id)
+                    .where(BallotRow.status.in_(STANDING))  # type: ignore[attr-defined]
+                    .values(status="overridden_by_proxy"))
+
+
 def register_proxy(session: Session, *, actor: Actor, meeting_id: int, holder_no: str, proxy_name: str) -> None:
     """The host registers a proxy for a holder: it overrides the holder's e-vote."""
     meeting = visible_meeting(session, actor, meeting_id, for_update=True)
@@ -131,9 +148,7 @@ def register_proxy(session: Session, *, actor: Actor, meeting_id: int, holder_no
         raise Conflict("this holder's attendance is already recorded", code="attendance_exists")
     session.add(Attendance(meeting_id=meeting.id or 0, holder_id=holder.id or 0, mode="proxy", proxy_name=proxy_name,
                            entered_by=actor.label, entered_at=utcnow()))
-    session.execute(update(BallotRow).where(BallotRow.meeting_id == meeting.id).where(BallotRow.holder_id == holder.id)
-                    .where(BallotRow.status.in_(STANDING))  # type: ignore[attr-defined]
-                    .values(status="overridden_by_proxy"))
+    _override_evote(session, meeting, holder)
     session.flush()
     audit.record(session, actor=actor.label, tenant=meeting.issuer_code, action="attendance.proxy",
                  object_type="meeting", object_id=meeting.public_id, details={"holder": holder_no})
@@ -174,6 +189,8 @@ def record_attendance(session: Session, *, actor: Actor, meeting_id: int, holder
     record.choices = json.dumps(choices, sort_keys=True)
     record.entered_by, record.entered_at = actor.label, utcnow()
     session.add(record)
+    if mode == "proxy":  # a proxy overrides the e-vote, however the host enters it
+        _override_evote(session, meeting, holder)
     session.flush()
     audit.record(session, actor=actor.label, tenant=meeting.issuer_code, action="attendance.record",
                  object_type="meeting", object_id=meeting.public_id, details={"holder": holder_no, "mode": mode})

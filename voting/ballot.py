@@ -54,6 +54,8 @@ __all__ = [
 
 BALLOT_TYPE = "cloudseal.ballot/1"
 _FIELDS = frozenset({"type", "meeting", "holder", "choices", "nonce", "created_at"})
+_MEETING_ID = re.compile(r"[!-~]{1,64}")  # printable ASCII: no NUL or control reaches a database
+_HOLDER_NO = re.compile(r"[!-~]{1,32}")  # printable ASCII, as on the register
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -180,8 +182,10 @@ def parse_ballot(payload: bytes) -> Ballot:
             parse_float=_refuse_float,
             parse_constant=_refuse_constant,
         )
-    except json.JSONDecodeError as exc:
-        raise BallotError("not_json", str(exc)) from exc
+    except BallotError:
+        raise
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge integers, deep nesting
+        raise BallotError("not_json", str(exc)[:200]) from exc
     if _canonical(document) != payload:
         raise BallotError("not_canonical", "bytes differ from the RFC 8785 form")
     if not isinstance(document, dict):
@@ -192,9 +196,9 @@ def parse_ballot(payload: bytes) -> Ballot:
         raise BallotError("unexpected_field", f"unexpected {sorted(extra)}")
     if document["type"] != BALLOT_TYPE:
         raise BallotError("wrong_type", f"type must be {BALLOT_TYPE!r}")
-    for name in ("meeting", "holder"):
-        if not isinstance(document[name], str) or not document[name]:
-            raise BallotError("invalid_field", f"{name} must be a non-empty string")
+    for name, form in (("meeting", _MEETING_ID), ("holder", _HOLDER_NO)):
+        if not isinstance(document[name], str) or not form.fullmatch(document[name]):
+            raise BallotError("invalid_field", f"{name} is not a valid {name} id")
     choices = document["choices"]
     if not isinstance(choices, dict) or not all(choices):
         raise BallotError("invalid_field", "choices must be an object keyed by non-empty item ids")

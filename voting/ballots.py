@@ -93,6 +93,7 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
     on SQLite the write lock is not held while the CMS is verified.
     """
     reader = reader or session
+    stamp_on_lock = received_at is None
     received_at = received_at or utcnow()
     if len(payload) > MAX_BALLOT_BYTES or len(cms) > MAX_CMS_BYTES:
         raise _refuse("ballot_too_large", "the ballot or its signature is too large", 413)
@@ -127,7 +128,13 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
     # Recording: the meeting row is locked, which orders the meeting's ballots and log.
     locked = session.execute(select(Meeting.status, Meeting.opens_at, Meeting.closes_at)
                              .where(Meeting.id == meeting.id).with_for_update()).one()
+    if stamp_on_lock:  # received when its turn came: the order of the log is the order of receipt
+        received_at = utcnow()
     _check_open(locked.status, locked.opens_at, locked.closes_at, received_at)
+    current = session.execute(select(Holder.id, Holder.id_hmac).where(Holder.meeting_id == meeting.id)
+                              .where(Holder.holder_no == ballot.holder_no)).first()
+    if current is None or current.id != holder.id or current.id_hmac != id_hmac:
+        raise Conflict("the register changed while the ballot was checked: send it again", code="register_changed")
     ballot_sha256 = digest.hex()
     if session.execute(select(BallotRow.id).where(BallotRow.meeting_id == meeting.id)
                        .where(BallotRow.ballot_sha256 == ballot_sha256)).first():

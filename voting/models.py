@@ -166,6 +166,8 @@ class BallotRevocation(SQLModel, table=True):
     ballot_id: int = Field(foreign_key="vote_ballot.id")
     received_at: dt.datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    payload_sha256: str = Field(max_length=64, index=True, sa_column_kwargs={"server_default": ""},
+                                description="a replayed revocation is refused")
     cms: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 

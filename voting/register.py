@@ -149,7 +149,8 @@ def _read_header(reader: Any, overlong: set[int]) -> tuple[int, Callable[[list[s
     except csv.Error as exc:
         raise RegisterRejected("the header cannot be read", [LineError(line, None, str(exc))],
                                code="invalid_register_header") from None
-    names = [name.strip().lower() for name in header]
+    # Shown back to the caller: invalid UTF-8 (kept as surrogates) and controls escaped.
+    names = [name.strip().lower().encode("utf-8", "backslashreplace").decode("utf-8") for name in header]
     errors = [LineError(line, None, f"longer than {MAX_LINE_CHARS} characters")] if line in overlong else []
     errors += [LineError(line, name, _problem(name, "duplicated column"))
                for position, name in enumerate(names) if name in names[:position]]
@@ -299,8 +300,8 @@ def _hash_and_rewind(stream: BinaryIO, stack: ExitStack) -> tuple[BinaryIO, str]
 
 def _refuse_if_locked(session: Session, meeting: Meeting) -> None:
     """The register is fixed once a ballot is in or the tally is frozen."""
-    if meeting.status == "frozen":
-        raise Conflict("the meeting is frozen; its register cannot change", code="register_locked")
+    if meeting.status != "draft":
+        raise Conflict(f"the meeting is {meeting.status}; its register cannot change", code="register_locked")
     if session.execute(select(BallotRow.id).where(BallotRow.meeting_id == meeting.id).limit(1)).first():
         raise Conflict("ballots have been received; the register cannot change", code="register_locked")
 

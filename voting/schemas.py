@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.validation import Text32, Text200
+from core.validation import Text32, Text200, clean
+
+Text500 = clean(500)
 
 
 class _Strict(BaseModel):
@@ -32,8 +34,8 @@ class CandidateModel(_Strict):
 class AgendaItemModel(_Strict):
     key: str = Field(pattern=r"^[0-9A-Za-z._-]{1,16}$", description="the id ballots use")
     kind: Literal["acknowledgement", "ordinary", "special", "election", "extempore", "amendment"]
-    title: str = Field(min_length=1, max_length=500)
-    article: str | None = Field(default=None, max_length=32)
+    title: Text500
+    article: Text32 | None = None
     seats: int = Field(default=0, ge=0, le=100)
     candidates: list[CandidateModel] = Field(default_factory=list, max_length=200)
 

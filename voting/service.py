@@ -29,6 +29,7 @@ from voting.thresholds import MeetingRules, at_least, more_than
 
 _ISSUER_CODE = re.compile(r"[0-9A-Z]{2,16}")
 _ITEM_KEY = re.compile(r"[0-9A-Za-z._-]{1,16}")
+_THRESHOLD = re.compile(r">?\s*[0-9]{1,6}\s*/\s*[0-9]{1,6}")
 THRESHOLD_NAMES = ("ordinary_quorum", "ordinary_majority", "special_quorum", "special_majority")
 
 
@@ -83,8 +84,10 @@ def parse_thresholds(thresholds: dict[str, str] | None) -> dict[str, str] | None
     for name, value in thresholds.items():
         if name not in THRESHOLD_NAMES:
             raise BadRequest(f"unknown threshold {name!r}", code="invalid_thresholds")
+        if not _THRESHOLD.fullmatch(value):
+            raise BadRequest(f"{name} is a fraction like 2/3 or >1/2", code="invalid_thresholds")
         try:
-            fraction = Fraction(value.lstrip(">").strip())
+            fraction = Fraction(value.lstrip(">").replace(" ", ""))
         except (ValueError, ZeroDivisionError) as exc:
             raise BadRequest(f"{name} is not a fraction like 2/3", code="invalid_thresholds") from exc
         if not 0 < fraction <= 1:

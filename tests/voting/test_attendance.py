@@ -213,3 +213,30 @@ def test_nothing_changes_after_the_tally_is_frozen(platform: Platform) -> None:
         after = results.tally_for(session, HOST, row.id or 0)
     assert after["status"] == "frozen" and {k: v for k, v in after.items() if k != "status"} \
         == {k: v for k, v in before.items() if k != "status"}
+
+
+def test_a_replayed_revocation_is_refused_and_the_later_ballot_keeps_counting(platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000)])
+    alice = voter(platform, "H001", NATIONAL_IDS[0])
+    submit(platform, *signed(platform, alice, meeting, {"1": "CFOR"}))
+    withdrawal = revocation(platform, alice, meeting)
+    assert revoke(platform, *withdrawal) == 1
+    submit(platform, *signed(platform, alice, meeting, {"1": "CAGS"}))
+    assert code_of(lambda: revoke(platform, *withdrawal)) == "duplicate_revocation"
+    assert statuses(platform) == ["revoked", "counted"]
+
+
+def test_a_proxy_entered_with_its_votes_overrides_the_evote(platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000)], held_yesterday=True)
+    row = meeting_row(platform, meeting)
+    alice = voter(platform, "H001", NATIONAL_IDS[0])
+    submit(platform, *signed(platform, alice, meeting), received_at=row.closes_at - dt.timedelta(hours=1))
+    with session_scope(platform.engine) as session:
+        attendance.record_attendance(session, actor=HOST, meeting_id=row.id or 0, holder_no="H001", mode="proxy",
+                                     choices={"1": "CAGS"})
+    assert statuses(platform) == ["overridden_by_proxy"]
+
+
+def test_hostile_revocation_payloads_get_4xx(platform: Platform) -> None:
+    for payload in (b"[" * 30000 + b"]" * 30000, b'{"meeting":"\\u0000"}', b"\xff"):
+        assert code_of(lambda: revoke(platform, payload, b"\x30\x00")) == "malformed_revocation"

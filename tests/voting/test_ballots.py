@@ -218,3 +218,23 @@ def test_a_host_of_another_issuer_cannot_see_the_meeting(platform: Platform, rol
         with pytest.raises(AppError) as refused:
             service.publish_meeting(session, actor=Actor("other", role, "2317"), meeting_id=1)
     assert refused.value.code == "unknown_meeting"
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"big":' + b"9" * 5000 + b"}", b"[" * 30000 + b"]" * 30000,
+    b'{"choices":{},"created_at":"2026-06-01T00:00:00Z","holder":"H001","meeting":"\\u0000","nonce":"'
+    + b"A" * 22 + b'","type":"cloudseal.ballot/1"}'])
+def test_hostile_ballot_payloads_get_4xx_on_every_backend(any_platform: Platform, payload: bytes) -> None:
+    assert refusal(any_platform, payload, b"\x30\x00") in ("not_json", "invalid_field")
+
+
+def test_the_log_orders_ballots_as_they_were_received(platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000)])
+    alice = voter(platform, "H001", NATIONAL_IDS[0])
+    submissions = [signed(platform, alice, meeting, {"1": "CFOR"}) for _ in range(12)]
+    with ThreadPoolExecutor(12) as pool:
+        list(pool.map(lambda s: submit(platform, *s), submissions))
+    with session_scope(platform.engine) as session:
+        rows = session.execute(select(BallotRow.received_at, BallotRow.status).order_by(BallotRow.leaf_index)).all()
+    assert [r.received_at for r in rows] == sorted(r.received_at for r in rows)
+    assert rows[0].status == "counted" and {r.status for r in rows[1:]} == {"superseded"}

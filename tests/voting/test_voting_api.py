@@ -145,3 +145,18 @@ def test_a_host_uploads_the_register_over_http_all_or_nothing(client: TestClient
     assert stranger.status_code == 404
     published = client.post(f"/voting/meetings/{meeting['id']}/publish", headers=host(platform))
     assert published.status_code == 200 and published.json()["status"] == "published"
+
+
+def test_hostile_meeting_fields_and_thresholds_get_4xx(client: TestClient, platform: Platform) -> None:
+    client.post("/voting/issuers", json={"code": "2330", "name": "TSMC"}, headers=bearer(platform))
+    control = {**MEETING, **_dates(), "items": [{"key": "1", "kind": "ordinary", "title": "Divi\u0000dend"}]}
+    assert client.post("/voting/meetings", json=control, headers=host(platform)).status_code == 422
+    for value in ("1e-5000", "1e-99999999", "2/0", "abc"):
+        answer = client.post("/voting/meetings", json={**MEETING, **_dates(), "thresholds": {"special_quorum": value}},
+                             headers=host(platform))
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_thresholds", value
+    meeting = client.post("/voting/meetings", json={**MEETING, **_dates()}, headers=host(platform)).json()
+    bad_header = b"holder_no,id_number,name,shares,non_voting_shares,non_voting_reason,\xff\xfe\n"
+    answer = client.put(f"/voting/meetings/{meeting['id']}/register", content=bad_header,
+                        headers={**host(platform), "Content-Type": "text/csv"})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_register_header"
