@@ -29,6 +29,11 @@ def visible_meeting(session: Session, actor: Actor, meeting_id: int, *, roles: t
     """The meeting if ``actor`` may act on it with one of ``roles``; 404 ``unknown_meeting`` otherwise."""
     require_role(actor, *roles)
     meeting = session.get(Meeting, meeting_id, with_for_update=for_update) if 0 < meeting_id < 2**31 else None
-    if meeting is None or not can_see_issuer(actor, meeting.issuer_code):
+    if meeting is None or not can_see_issuer(actor, meeting.issuer_code) or not auditor_may_read(actor, meeting):
         raise NotFound("no such meeting", code="unknown_meeting")
     return meeting
+
+
+def auditor_may_read(actor: Actor, meeting: Meeting) -> bool:
+    """Auditors read a meeting once its tally is frozen, not while it is being run."""
+    return actor.role is not Role.AUDITOR or meeting.status == "frozen"

@@ -29,7 +29,7 @@ from ra.models import Credential, Investor
 from signing.evidence import platform_verifier
 from voting import ballot_log, merkle, service
 from voting.ballot import BallotError, check_choices, parse_ballot
-from voting.models import Attendance, BallotRow, Holder, Meeting, Recusal
+from voting.models import Attendance, BallotRow, Holder, Meeting
 
 RECEIPT_TYPE = "cloudseal.receipt/1"
 LOG_ENTRY_TYPE = "cloudseal.ballot-entry/1"
@@ -77,10 +77,11 @@ def _signer_identity(session: Session, serial: str) -> tuple[str, str]:
     return row.reference, row.id_hmac
 
 
-def _votable_shares(session: Session, holder: Holder, agenda_rows: list) -> dict[str, int]:
-    recused = set(session.execute(select(Recusal.item_id).where(Recusal.holder_id == holder.id)).scalars())
+def _votable_shares(holder: Holder, agenda_rows: list) -> dict[str, int]:
+    # Recusals (Art. 178) are applied by the tally, not by refusing the ballot: a recusal may
+    # be entered after the holder voted, and the rest of the ballot counts either way.
     shares = holder.shares - holder.non_voting_shares
-    return {row.item_key: 0 if row.id in recused else shares for row in agenda_rows}
+    return {row.item_key: shares for row in agenda_rows}
 
 
 def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meeting_public_id: str | None = None,
@@ -122,7 +123,7 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
     agenda_rows = service.agenda_rows(reader, meeting.id or 0)
     try:
         item_status = check_choices(ballot, service.agenda_of(agenda_rows), nominee=holder.nominee,
-                                    votable_shares=_votable_shares(reader, holder, agenda_rows))
+                                    votable_shares=_votable_shares(holder, agenda_rows))
     except BallotError as exc:
         raise _refuse(exc.code, str(exc)) from exc
     # Recording: the meeting row is locked, which orders the meeting's ballots and log.
@@ -209,14 +210,14 @@ def confirm_ballot(session: Session, *, meeting_public_id: str, ballot_sha256: s
     """For the holder after the deadline: was the ballot recorded, and is it counted?
 
     Its status says why not (superseded, revoked, overridden_by_proxy) and the inclusion proof
-    ties it to the newest sealed tree head. 409 ``voting_open`` before the deadline, when a
-    status can still change; 404 ``unknown_ballot``.
+    ties it to the newest sealed tree head. 409 ``tally_not_final`` until the tally is frozen
+    (a proxy or a revocation can still change a status until then); 404 ``unknown_ballot``.
     """
     meeting = session.execute(select(Meeting).where(Meeting.public_id == meeting_public_id)).scalar_one_or_none()
     if meeting is None or meeting.status == "draft":
         raise NotFound("no such meeting", code="unknown_meeting")
-    if utcnow() < meeting.closes_at and meeting.status != "frozen":
-        raise Conflict("the ballot's status is final once e-voting closed", code="voting_open")
+    if meeting.status != "frozen":
+        raise Conflict("a ballot's status is final once the tally is frozen", code="tally_not_final")
     row = session.execute(select(BallotRow, Holder.holder_no).join(Holder, Holder.id == BallotRow.holder_id)
                           .where(BallotRow.meeting_id == meeting.id)
                           .where(BallotRow.ballot_sha256 == ballot_sha256.lower())).first()

@@ -174,6 +174,8 @@ def list_meetings(session: Session, actor: Actor) -> list[Meeting]:
     statement = select(Meeting).order_by(Meeting.meeting_date, Meeting.id)
     if actor.role is Role.ISSUER_HOST:
         statement = statement.where(Meeting.issuer_code == (actor.tenant or ""))
+    if actor.role is Role.AUDITOR:
+        statement = statement.where(Meeting.status == "frozen")
     return list(session.execute(statement).scalars())
 
 

@@ -151,16 +151,21 @@ def test_after_the_deadline_a_holder_learns_the_ballot_was_recorded_and_why_it_d
     second = submit(platform, *signed(platform, alice, meeting, {"1": "CAGS"}),
                     received_at=during + dt.timedelta(minutes=1))
     with session_scope(platform.engine) as session:
+        assert code_of(lambda: ballots.confirm_ballot(session, meeting_public_id=meeting, ballot_sha256=str(
+            first.statement["ballot_sha256"]))) == "tally_not_final"
+        voting_service.freeze_meeting(session, actor=HOST, meeting_id=row.id or 0)
+    with session_scope(platform.engine) as session:
         counted = ballots.confirm_ballot(session, meeting_public_id=meeting,
                                          ballot_sha256=str(first.statement["ballot_sha256"]))
         superseded = ballots.confirm_ballot(session, meeting_public_id=meeting,
                                             ballot_sha256=str(second.statement["ballot_sha256"]))
     assert (counted.status, superseded.status) == ("counted", "superseded")
     assert superseded.tree_size == 2 and len(superseded.inclusion_proof) == 1
-    with session_scope(platform.engine) as session:
-        early = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000)])
-        assert code_of(lambda: ballots.confirm_ballot(session, meeting_public_id=early, ballot_sha256="0" * 64)) \
-            == "voting_open"
+    auditor = Actor("audrey", Role.AUDITOR)
+    live_id = meeting_row(platform, make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000)])).id or 0
+    with session_scope(platform.engine) as session:  # auditors read frozen meetings only
+        assert results.tally_for(session, auditor, row.id or 0)["status"] == "frozen"
+        assert code_of(lambda: results.tally_for(session, auditor, live_id)) == "unknown_meeting"
 
 
 def test_a_ballot_one_second_after_the_deadline_is_refused(platform: Platform) -> None:
