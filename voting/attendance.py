@@ -24,8 +24,8 @@ from core import audit
 from core.auth import Actor
 from core.db import utcnow
 from core.errors import AppError, BadRequest, Conflict, NotFound
-from signing.evidence import platform_verifier
 from voting import service
+from voting.ballots import signed_by_holder
 from voting.access import visible_meeting
 from voting.ballot import Ballot, BallotError, check_choices
 from voting.models import AgendaItemRow, Attendance, BallotRevocation, BallotRow, Holder, Meeting, Recusal
@@ -56,24 +56,6 @@ def _parse_revocation(payload: bytes) -> dict[str, str]:
     return data
 
 
-def _signed_by_holder(session: Session, pki: Pki, meeting: Meeting, holder_no: str, payload: bytes,
-                      cms: bytes) -> Holder:
-    from voting.ballots import _SIGNATURE_CODES, _signer_identity  # shared checks of signed submissions
-
-    result = platform_verifier(session, pki).verify(cms, digest=hashlib.sha256(payload).digest())
-    if not result.valid or result.signer is None:
-        raise AppError(result.message or "the signature is not valid",
-                       code=_SIGNATURE_CODES.get(result.reason or "", "invalid_signature"), status_code=400)
-    if result.status_now != "good":
-        raise AppError("the signer's certificate is not good now", code="certificate_not_good", status_code=400)
-    _, id_hmac = _signer_identity(session, result.signer.serial)
-    holder = session.execute(select(Holder).where(Holder.meeting_id == meeting.id)
-                             .where(Holder.holder_no == holder_no)).scalar_one_or_none()
-    if holder is None or holder.id_hmac != id_hmac:
-        raise AppError("the signer is not this holder", code="not_the_holder", status_code=403)
-    return holder
-
-
 def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meeting_public_id: str | None = None,
                  received_at: dt.datetime | None = None) -> int:
     """Revoke the holder's e-vote; return how many ballots were revoked.
@@ -98,7 +80,7 @@ def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meet
     if session.execute(select(BallotRevocation.id).where(BallotRevocation.meeting_id == meeting.id)
                        .where(BallotRevocation.payload_sha256 == payload_sha256)).first():
         raise Conflict("this revocation was already received", code="duplicate_revocation")
-    holder = _signed_by_holder(session, pki, meeting, data["holder"], payload, cms)
+    holder = signed_by_holder(session, pki, meeting, data["holder"], payload, cms).holder
     standing = list(session.execute(select(BallotRow.id).where(BallotRow.meeting_id == meeting.id)
                                     .where(BallotRow.holder_id == holder.id)
                                     .where(BallotRow.status.in_(STANDING))).scalars())  # type: ignore[attr-defined]

@@ -308,14 +308,21 @@ def decode_choices(
     Over-allocated elections are kept as they are: the tally voids and counts them itself.
     """
     check_choices(ballot, agenda, nominee=nominee, votable_shares=votable_shares)
-    elections = {item.item_id for item in agenda if item.is_election}
-    decoded: dict[str, Choice] = {}
-    for item_id, choice in ballot.choices.items():
+    return typed_choices(ballot.choices, {item.item_id for item in agenda if item.is_election})
+
+
+def typed_choices(raw: Mapping[str, object], elections: set[str]) -> dict[str, Choice]:
+    """Checked JSON choices (a ballot's, or the host's entry) as typed values; ``NOAC``
+    (present, no action) is left out, like an item not voted."""
+    typed: dict[str, Choice] = {}
+    for item_id, choice in raw.items():
+        if choice == NO_ACTION:
+            continue
         if isinstance(choice, str):
-            decoded[item_id] = choice
+            typed[item_id] = choice
         elif item_id in elections:
-            decoded[item_id] = ElectionVote(choice["allocations"])  # type: ignore[index]
+            typed[item_id] = ElectionVote(dict(choice["allocations"]))  # type: ignore[index]
         else:
             parts: Mapping[str, int] = choice  # type: ignore[assignment]
-            decoded[item_id] = SplitVote(parts.get("CFOR", 0), parts.get("CAGS", 0), parts.get("ABST", 0))
-    return decoded
+            typed[item_id] = SplitVote(parts.get("CFOR", 0), parts.get("CAGS", 0), parts.get("ABST", 0))
+    return typed

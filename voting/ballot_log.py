@@ -28,6 +28,7 @@ from voting import merkle
 from voting.models import LogLeaf, LogState, TreeHead
 
 TREE_HEAD_TYPE = "cloudseal.tree-head/1"
+_SEAL_KEY = "cloudseal_seal_certificate"
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ def tree_head_statement(meeting: str, tree_size: int, root_hash: bytes, issued_a
 
 def seal(session: Session, pki: Pki, statement: bytes) -> tuple[bytes, str]:
     """The platform seal's ECDSA signature (DER) over SHA-256 of ``statement``, and its serial."""
-    certificate = current_seal(session, pki)
+    # Read once per request: a ballot is sealed twice (tree head, receipt).
+    certificate = session.info.get(_SEAL_KEY) or current_seal(session, pki)
+    session.info[_SEAL_KEY] = certificate
     if certificate is None or certificate.key_label is None:
         raise Conflict("the platform has no valid seal certificate: run cloudseal init", code="seal_missing")
     digest = hashlib.sha256(statement).digest()

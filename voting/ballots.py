@@ -77,6 +77,34 @@ def _signer_identity(session: Session, serial: str) -> tuple[str, str]:
     return row.reference, row.id_hmac
 
 
+@dataclass(frozen=True)
+class SignedBy:
+    """Who signed a submission (ballot or revocation): the registered holder and their certificate."""
+
+    holder: Holder
+    signer_serial: str
+    investor_reference: str
+    id_hmac: str
+
+
+def signed_by_holder(reader: Session, pki: Pki, meeting: Meeting, holder_no: str, payload: bytes,
+                     cms: bytes) -> SignedBy:
+    """The checks every signed submission passes: the CMS is valid over ``payload``, the
+    certificate is good now, and its investor is the registered holder ``holder_no``."""
+    result = platform_verifier(reader, pki).verify(cms, digest=hashlib.sha256(payload).digest())
+    if not result.valid:
+        code = _SIGNATURE_CODES.get(result.reason or "", "invalid_signature")
+        raise _refuse(code, result.message or "the signature is not valid")
+    if result.status_now != "good" or result.signer is None:
+        raise _refuse("certificate_not_good", "the signer's certificate is not good now")
+    reference, id_hmac = _signer_identity(reader, result.signer.serial)
+    holder = reader.execute(select(Holder).where(Holder.meeting_id == meeting.id)
+                            .where(Holder.holder_no == holder_no)).scalar_one_or_none()
+    if holder is None or holder.id_hmac != id_hmac:
+        raise _refuse("not_the_holder", "the signer is not the registered holder named", 403)
+    return SignedBy(holder, result.signer.serial, reference, id_hmac)
+
+
 def _votable_shares(holder: Holder, agenda_rows: list) -> dict[str, int]:
     # Recusals (Art. 178) are applied by the tally, not by refusing the ballot: a recusal may
     # be entered after the holder voted, and the rest of the ballot counts either way.
@@ -109,17 +137,8 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
         raise NotFound("no such meeting", code="unknown_meeting")
     _check_open(meeting.status, meeting.opens_at, meeting.closes_at, received_at)
     digest = hashlib.sha256(payload).digest()
-    result = platform_verifier(reader, pki).verify(cms, digest=digest)
-    if not result.valid:
-        code = _SIGNATURE_CODES.get(result.reason or "", "invalid_signature")
-        raise _refuse(code, result.message or "the ballot's signature is not valid")
-    if result.status_now != "good" or result.signer is None:
-        raise _refuse("certificate_not_good", "the signer's certificate is not good now")
-    reference, id_hmac = _signer_identity(reader, result.signer.serial)
-    holder = reader.execute(select(Holder).where(Holder.meeting_id == meeting.id)
-                            .where(Holder.holder_no == ballot.holder_no)).scalar_one_or_none()
-    if holder is None or holder.id_hmac != id_hmac:
-        raise _refuse("not_the_holder", "the signer is not the registered holder this ballot names", 403)
+    signed = signed_by_holder(reader, pki, meeting, ballot.holder_no, payload, cms)
+    holder = signed.holder
     agenda_rows = service.agenda_rows(reader, meeting.id or 0)
     try:
         item_status = check_choices(ballot, service.agenda_of(agenda_rows), nominee=holder.nominee,
@@ -134,7 +153,7 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
     _check_open(locked.status, locked.opens_at, locked.closes_at, received_at)
     current = session.execute(select(Holder.id, Holder.id_hmac).where(Holder.meeting_id == meeting.id)
                               .where(Holder.holder_no == ballot.holder_no)).first()
-    if current is None or current.id != holder.id or current.id_hmac != id_hmac:
+    if current is None or current.id != holder.id or current.id_hmac != signed.id_hmac:
         raise Conflict("the register changed while the ballot was checked: send it again", code="register_changed")
     ballot_sha256 = digest.hex()
     if session.execute(select(BallotRow.id).where(BallotRow.meeting_id == meeting.id)
@@ -147,11 +166,13 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
                         received_at))
     session.add(BallotRow(
         meeting_id=meeting.id or 0, holder_id=holder.id or 0, ballot_sha256=ballot_sha256, payload=payload,
-        cms=cms, signer_serial=result.signer.serial, investor_reference=reference, received_at=received_at,
+        cms=cms, signer_serial=signed.signer_serial, investor_reference=signed.investor_reference,
+        received_at=received_at,
         status=status, leaf_index=index,
         item_status=json.dumps({k: v for k, v in item_status.items() if v != "ok"})))
     session.flush()
-    audit.record(session, actor=f"investor:{reference}", tenant=meeting.issuer_code, action="ballot.receive",
+    audit.record(session, actor=f"investor:{signed.investor_reference}", tenant=meeting.issuer_code,
+                 action="ballot.receive",
                  object_type="meeting", object_id=meeting.public_id,
                  details={"holder": holder.holder_no, "ballot_sha256": ballot_sha256, "status": status})
     statement = {"type": RECEIPT_TYPE, "meeting": meeting.public_id, "holder": holder.holder_no,

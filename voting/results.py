@@ -16,26 +16,9 @@ from sqlmodel import Session
 from core.auth import Actor
 from voting import service
 from voting.access import READ_ROLES, visible_meeting
-from voting.agenda import NO_ACTION, Choice, ElectionVote, SplitVote
-from voting.ballot import parse_ballot
+from voting.ballot import parse_ballot, typed_choices
 from voting.models import AgendaItemRow, Attendance, BallotRow, Holder, Meeting, Recusal
 from voting.tally import PresentHolder, RegisterEntry, TallyResult, tally_meeting
-
-
-def _typed(raw: dict[str, object], elections: set[str]) -> dict[str, Choice]:
-    """Stored JSON choices as the tally's typed values (NOAC: present, not voted)."""
-    typed: dict[str, Choice] = {}
-    for item_id, choice in raw.items():
-        if choice == NO_ACTION:
-            continue
-        if isinstance(choice, str):
-            typed[item_id] = choice
-        elif item_id in elections:
-            typed[item_id] = ElectionVote(dict(choice["allocations"]))  # type: ignore[index]
-        else:
-            parts = dict(choice)  # type: ignore[call-overload]
-            typed[item_id] = SplitVote(parts.get("CFOR", 0), parts.get("CAGS", 0), parts.get("ABST", 0))
-    return typed
 
 
 def meeting_tally(session: Session, meeting: Meeting) -> TallyResult:
@@ -51,13 +34,13 @@ def meeting_tally(session: Session, meeting: Meeting) -> TallyResult:
             .where(BallotRow.status == "counted")):
         holder = holders[holder_id]
         present[holder.holder_no] = PresentHolder(holder.holder_no, "evote",
-                                                  _typed(dict(parse_ballot(payload).choices), elections))
+                                                  typed_choices(parse_ballot(payload).choices, elections))
     for attendance in session.execute(select(Attendance).where(Attendance.meeting_id == meeting.id)).scalars():
         holder = holders[attendance.holder_id]
         if attendance.mode == "in_person" and holder.holder_no in present:
             continue  # the e-vote stands (Art. 177-2); the holder is present either way
         present[holder.holder_no] = PresentHolder(holder.holder_no, attendance.mode,  # type: ignore[arg-type]
-                                                  _typed(json.loads(attendance.choices), elections))
+                                                  typed_choices(json.loads(attendance.choices), elections))
     recusals: dict[str, set[str]] = defaultdict(set)
     item_keys = {r.id: r.item_key for r in rows}
     for item_id, holder_id in session.execute(
