@@ -17,10 +17,10 @@ from starlette.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlmodel import Session
 
-from core.errors import BadRequest, NotFound
+from core.errors import NotFound
 from core.validation import DB_ID_MAX
 from core.web import ActorDep, ReadSessionDep, SessionDep, request_sessions
-from voting import attendance, ballot_log, ballots, merkle, register, results, service
+from voting import attendance, ballot_log, ballots, register, results, service
 from voting.access import READ_ROLES, visible_meeting
 from voting.calendar import last_moment_display
 from voting.models import Meeting
@@ -180,8 +180,10 @@ def submit_ballot(body: SignedSubmission, request: Request) -> ReceiptOut:
                     summary="Revoke one's e-vote before the deadline (signed like a ballot)")
 def revoke(body: SignedSubmission, request: Request, session: SessionDep) -> RevocationOut:
     payload, cms = ballots.require_known_payload(body.payload, body.cms)
-    return RevocationOut(revoked_ballots=attendance.revoke_evote(session, request.app.state.pki, payload=payload,
-                                                                 cms=cms))
+    accepted = attendance.revoke_evote(session, request.app.state.pki, payload=payload, cms=cms)
+    receipt = accepted.receipt
+    return RevocationOut(revoked_ballots=accepted.revoked_ballots, receipt=receipt.statement,
+                         signature=base64.b64encode(receipt.signature).decode(), seal_serial=receipt.seal_serial)
 
 
 def _published(session: Session, public_id: str) -> Meeting:
@@ -207,10 +209,7 @@ def tree_head(public_id: PublicId, session: ReadSessionDep) -> TreeHeadOut:
 def inclusion(public_id: PublicId, session: ReadSessionDep, leaf_index: Annotated[int, Query(ge=0, le=DB_ID_MAX)],
               tree_size: Annotated[int, Query(ge=1, le=DB_ID_MAX)]) -> ProofOut:
     meeting = _published(session, public_id)
-    leaves = ballot_log.leaf_hashes(session, meeting.id or 0, tree_size)
-    if leaf_index >= tree_size or len(leaves) < tree_size:
-        raise BadRequest("no such leaf in a tree of that size", code="invalid_proof_request")
-    path = merkle.inclusion_proof(leaves, leaf_index, tree_size)
+    path = ballot_log.inclusion_proof(session, meeting.id or 0, leaf_index, tree_size)
     return ProofOut(leaf_index=leaf_index, tree_size=tree_size, path=[base64.b64encode(h).decode() for h in path])
 
 
@@ -230,8 +229,5 @@ def confirmation(public_id: PublicId, ballot_sha256: Annotated[str, Path(pattern
 def consistency(public_id: PublicId, session: ReadSessionDep, old_size: Annotated[int, Query(ge=1, le=DB_ID_MAX)],
                 new_size: Annotated[int, Query(ge=1, le=DB_ID_MAX)]) -> ConsistencyOut:
     meeting = _published(session, public_id)
-    leaves = ballot_log.leaf_hashes(session, meeting.id or 0, new_size)
-    if old_size > new_size or len(leaves) < new_size:
-        raise BadRequest("need old_size <= new_size <= the log's size", code="invalid_proof_request")
-    path = merkle.consistency_proof(leaves, old_size, new_size)
+    path = ballot_log.consistency_proof(session, meeting.id or 0, old_size, new_size)
     return ConsistencyOut(old_size=old_size, new_size=new_size, path=[base64.b64encode(h).decode() for h in path])

@@ -3,6 +3,8 @@
 * A holder revokes their e-vote with a signed revocation (same CMS as a ballot) received
   before the deadline; every standing ballot of theirs becomes ``revoked`` and the next
   ballot received counts. A late revocation is refused and the e-vote stays (Art. 177-2).
+  An accepted revocation is logged like a ballot, in the same order of receipt, and the
+  holder gets a receipt sealed by the platform that names the ballots it revoked.
 * A proxy registered by the host overrides the e-vote (``overridden_by_proxy``).
 * A holder who e-voted and comes in person without a timely revocation keeps the e-vote: the
   host's entry of their in-room votes is refused (``evote_stands``); they still count present.
@@ -14,6 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 
 import rfc8785
 from sqlalchemy import select, update
@@ -24,13 +27,15 @@ from core import audit
 from core.auth import Actor
 from core.db import utcnow
 from core.errors import AppError, BadRequest, Conflict, NotFound
-from voting import service
-from voting.ballots import signed_by_holder
+from voting import ballot_log, service
+from voting.ballots import Receipt, signed_by_holder
 from voting.access import visible_meeting
 from voting.ballot import Ballot, BallotError, check_choices
 from voting.models import AgendaItemRow, Attendance, BallotRevocation, BallotRow, Holder, Meeting, Recusal
 
 REVOCATION_TYPE = "cloudseal.revocation/1"
+REVOCATION_ENTRY_TYPE = "cloudseal.revocation-entry/1"
+REVOCATION_RECEIPT_TYPE = "cloudseal.revocation-receipt/1"
 STANDING = ("counted", "superseded")
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _MEETING_ID = re.compile(r"[0-9a-f]{32}")
@@ -56,12 +61,36 @@ def _parse_revocation(payload: bytes) -> dict[str, str]:
     return data
 
 
-def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meeting_public_id: str | None = None,
-                 received_at: dt.datetime | None = None) -> int:
-    """Revoke the holder's e-vote; return how many ballots were revoked.
+def revocation_log_entry(meeting_public_id: str, holder_no: str, revocation_sha256: str, cms_sha256: str,
+                         revoked: list[str], received_at: dt.datetime) -> bytes:
+    """The canonical log entry of an accepted revocation (its Merkle leaf is SHA-256(0x00 || entry)).
 
+    ``revoked`` lists the SHA-256 of the revoked ballots' payloads, in the order they were received.
+    """
+    return rfc8785.dumps({"type": REVOCATION_ENTRY_TYPE, "meeting": meeting_public_id, "holder": holder_no,
+                          "revocation_sha256": revocation_sha256, "cms_sha256": cms_sha256, "revoked": revoked,
+                          "received_at": ballot_log.log_time(received_at)})
+
+
+@dataclass(frozen=True)
+class AcceptedRevocation:
+    """An accepted revocation: how many ballots it revoked, its log leaf and the holder's receipt."""
+
+    revoked_ballots: int
+    leaf_index: int
+    receipt: Receipt
+
+
+def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meeting_public_id: str | None = None,
+                 received_at: dt.datetime | None = None) -> AcceptedRevocation:
+    """Revoke the holder's e-vote, log the revocation and seal a receipt for it.
+
+    The meeting row is locked before the log, as for a ballot, so ballots and revocations
+    take consecutive leaves in the order they were received. The receipt (status
+    ``revoked``) names the revoked ballots, the leaf and the new signed tree head.
     409 ``revocation_too_late`` at or after the deadline (the e-vote stays in force),
-    409 ``nothing_to_revoke`` when the holder has no standing ballot.
+    409 ``duplicate_revocation`` for a replay, 409 ``nothing_to_revoke`` when the holder has
+    no standing ballot; a refused revocation logs nothing.
     """
     stamp_on_lock = received_at is None
     received_at = received_at or utcnow()
@@ -81,21 +110,33 @@ def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meet
                        .where(BallotRevocation.payload_sha256 == payload_sha256)).first():
         raise Conflict("this revocation was already received", code="duplicate_revocation")
     holder = signed_by_holder(session, pki, meeting, data["holder"], payload, cms).holder
-    standing = list(session.execute(select(BallotRow.id).where(BallotRow.meeting_id == meeting.id)
-                                    .where(BallotRow.holder_id == holder.id)
-                                    .where(BallotRow.status.in_(STANDING))).scalars())  # type: ignore[attr-defined]
+    standing = session.execute(select(BallotRow.id, BallotRow.ballot_sha256).where(BallotRow.meeting_id == meeting.id)
+                               .where(BallotRow.holder_id == holder.id)
+                               .where(BallotRow.status.in_(STANDING))  # type: ignore[attr-defined]
+                               .order_by(BallotRow.leaf_index)).all()
     if not standing:
         raise Conflict("there is no e-vote to revoke", code="nothing_to_revoke")
-    session.execute(update(BallotRow).where(BallotRow.id.in_(standing))  # type: ignore[union-attr]
+    revoked = [row.ballot_sha256 for row in standing]
+    index, tree_head = ballot_log.append(
+        session, pki, meeting_id=meeting.id or 0, meeting_public_id=meeting.public_id,
+        entry=revocation_log_entry(meeting.public_id, holder.holder_no, payload_sha256,
+                                   hashlib.sha256(cms).hexdigest(), revoked, received_at))
+    statement = {"type": REVOCATION_RECEIPT_TYPE, "meeting": meeting.public_id, "holder": holder.holder_no,
+                 "revocation_sha256": payload_sha256, "revoked": revoked, "leaf_index": index,
+                 "received_at": ballot_log.log_time(received_at), "tree_head": tree_head.to_json()}
+    signature, serial = ballot_log.seal(session, pki, rfc8785.dumps(statement))
+    receipt = Receipt(statement, signature, serial, "revoked")
+    session.execute(update(BallotRow).where(BallotRow.id.in_([row.id for row in standing]))  # type: ignore[union-attr]
                     .values(status="revoked"))
-    for ballot_id in standing:
-        session.add(BallotRevocation(meeting_id=meeting.id or 0, holder_id=holder.id or 0, ballot_id=ballot_id,
+    for row in standing:
+        session.add(BallotRevocation(meeting_id=meeting.id or 0, holder_id=holder.id or 0, ballot_id=row.id,
                                      received_at=received_at, payload=payload, payload_sha256=payload_sha256,
-                                     cms=cms))
+                                     cms=cms, leaf_index=index, receipt=json.dumps(receipt.to_json())))
     session.flush()
     audit.record(session, actor=f"holder:{holder.holder_no}", tenant=meeting.issuer_code, action="ballot.revoke",
-                 object_type="meeting", object_id=meeting.public_id, details={"ballots": len(standing)})
-    return len(standing)
+                 object_type="meeting", object_id=meeting.public_id,
+                 details={"ballots": len(standing), "leaf_index": index})
+    return AcceptedRevocation(len(standing), index, receipt)
 
 
 def _holder(session: Session, meeting: Meeting, holder_no: str) -> Holder:

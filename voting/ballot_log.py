@@ -4,7 +4,12 @@ Appending locks the meeting's :class:`voting.models.LogState` row, which orders 
 and serialises appenders on every database; the state keeps the roots of the perfect
 subtrees, so an append costs O(log n) whatever the size of the log. Every append issues a
 tree head sealed by the platform (ECDSA P-256 over its canonical JSON), which the receipt
-carries; proofs are computed from the stored leaf hashes.
+carries.
+
+Each append also stores the perfect subtrees it completes (:class:`voting.models.LogNode`,
+one row on average; the leaves themselves are :class:`voting.models.LogLeaf`), so an
+inclusion proof, a consistency proof or the root at any past size reads only the O(log n)
+subtree roots it is folded from (one query, each row found by its key), never the whole log.
 """
 
 from __future__ import annotations
@@ -13,22 +18,26 @@ import base64
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import rfc8785
-from sqlalchemy import insert, select, update
+from sqlalchemy import Executable, bindparam, insert, literal_column, select, union_all, update
 from sqlmodel import Session
 
 from ca.bootstrap import SEAL_OWNER, current_seal
 from ca.context import Pki
 from core.db import utcnow
-from core.errors import Conflict
+from core.errors import BadRequest, Conflict
 from hsm_sim.base import DigestAlgorithm, Mechanism
 from voting import merkle
-from voting.models import LogLeaf, LogState, TreeHead
+from voting.models import LogLeaf, LogNode, LogState, TreeHead
 
 TREE_HEAD_TYPE = "cloudseal.tree-head/1"
 _SEAL_KEY = "cloudseal_seal_certificate"
+_LEAVES = LogLeaf.__table__  # type: ignore[attr-defined]
+_NODES = LogNode.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -47,20 +56,22 @@ class SignedTreeHead:
         return tree_head_statement(self.meeting, self.tree_size, self.root_hash, self.issued_at)
 
     def to_json(self) -> dict[str, object]:
+        """The tree head as receipts carry it: the statement's fields, its seal serial and signature."""
         return {"type": TREE_HEAD_TYPE, "meeting": self.meeting, "tree_size": self.tree_size,
                 "root_hash": base64.b64encode(self.root_hash).decode(),
-                "issued_at": _time(self.issued_at), "seal_serial": self.seal_serial,
+                "issued_at": log_time(self.issued_at), "seal_serial": self.seal_serial,
                 "signature": base64.b64encode(self.signature).decode()}
 
 
-def _time(moment: dt.datetime) -> str:
+def log_time(moment: dt.datetime) -> str:
+    """How the log's statements write a moment: UTC, microseconds, e.g. 2026-06-01T15:59:59.000000Z."""
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def tree_head_statement(meeting: str, tree_size: int, root_hash: bytes, issued_at: dt.datetime) -> bytes:
     """RFC 8785 JSON of a tree head without its signature: what the platform seal signs."""
     return rfc8785.dumps({"type": TREE_HEAD_TYPE, "meeting": meeting, "tree_size": tree_size,
-                          "root_hash": base64.b64encode(root_hash).decode(), "issued_at": _time(issued_at)})
+                          "root_hash": base64.b64encode(root_hash).decode(), "issued_at": log_time(issued_at)})
 
 
 def seal(session: Session, pki: Pki, statement: bytes) -> tuple[bytes, str]:
@@ -86,9 +97,13 @@ def append(session: Session, pki: Pki, *, meeting_id: int, meeting_public_id: st
         state = connection.execute(select(LogState.size, LogState.frontier)
                                    .where(LogState.meeting_id == meeting_id).with_for_update()).one()
     frontier = merkle.MerkleFrontier.from_state(state.size, [bytes.fromhex(h) for h in json.loads(state.frontier)])
-    leaf = merkle.leaf_hash(entry)
-    index = frontier.append(leaf)
+    (appended, leaf), *completed = frontier.append_subtrees(merkle.leaf_hash(entry))
+    index = appended.index
     connection.execute(insert(LogLeaf).values(meeting_id=meeting_id, leaf_index=index, leaf_hash=leaf))
+    if completed:
+        connection.execute(_NODES.insert(), [{"meeting_id": meeting_id, "level": subtree.level,
+                                              "node_index": subtree.index, "hash": root}
+                                             for subtree, root in completed])
     updated = connection.execute(
         update(LogState).where(LogState.meeting_id == meeting_id).where(LogState.size == state.size)
         .values(size=frontier.size, frontier=json.dumps([h.hex() for h in frontier.subtree_roots])))
@@ -108,6 +123,97 @@ def leaf_hashes(session: Session, meeting_id: int, size: int | None = None) -> l
     if size is not None:
         statement = statement.limit(size)
     return list(session.execute(statement).scalars())
+
+
+class IncompleteLog(RuntimeError):
+    """The stored log lacks a subtree its size promises: damage or a skipped migration, not the caller's fault."""
+
+
+def log_size(session: Session, meeting_id: int) -> int:
+    """How many leaves the meeting's log holds (0 before its first entry)."""
+    size = session.execute(select(LogState.size).where(LogState.meeting_id == meeting_id)).scalar_one_or_none()
+    return size or 0
+
+
+@lru_cache(maxsize=256)
+def _roots_by_key(with_leaves: bool, nodes: int) -> Executable:
+    """One statement reading (level, index, hash) of the wanted leaves (an expanding IN on their
+    unique key) and of ``nodes`` inner nodes, each a lookup of its whole primary key, joined by
+    UNION ALL. Built once per shape; a proof has O(log n) parts. (Not an OR of keys, nor a
+    row-value IN: SQLite answers both by reading every node of the meeting.)"""
+    parts = []
+    if with_leaves:
+        parts.append(select(literal_column("0").label("level"), _LEAVES.c.leaf_index.label("node_index"),
+                            _LEAVES.c.leaf_hash.label("hash"))
+                     .where(_LEAVES.c.meeting_id == bindparam("meeting_id"))
+                     .where(_LEAVES.c.leaf_index.in_(bindparam("leaf_indexes", expanding=True))))
+    for n in range(nodes):
+        parts.append(select(_NODES.c.level, _NODES.c.node_index, _NODES.c.hash)
+                     .where(_NODES.c.meeting_id == bindparam("meeting_id"))
+                     .where(_NODES.c.level == bindparam(f"level_{n}"))
+                     .where(_NODES.c.node_index == bindparam(f"index_{n}")))
+    return parts[0] if len(parts) == 1 else union_all(*parts)
+
+
+def subtree_roots(session: Session, meeting_id: int,
+                  subtrees: Iterable[merkle.Subtree]) -> dict[merkle.Subtree, bytes]:
+    """The stored roots of ``subtrees`` that exist, in one query: leaves from the leaf table,
+    the others from the node table, each found by its key (a subtree not yet complete is
+    simply absent)."""
+    wanted = set(subtrees)
+    if not wanted:
+        return {}
+    leaves = sorted(s.index for s in wanted if s.level == 0)
+    nodes = sorted(s for s in wanted if s.level > 0)
+    keys: dict[str, object] = {"meeting_id": meeting_id}
+    if leaves:
+        keys["leaf_indexes"] = leaves
+    for n, node in enumerate(nodes):
+        keys[f"level_{n}"], keys[f"index_{n}"] = node
+    rows = session.connection().execute(_roots_by_key(bool(leaves), len(nodes)), keys)
+    return {merkle.Subtree(level, index): root for level, index, root in rows}
+
+
+def _range_hashes(session: Session, meeting_id: int, ranges: list[tuple[int, int]]) -> list[bytes]:
+    wanted = merkle.subtrees_of(ranges)
+    roots = subtree_roots(session, meeting_id, wanted)
+    if len(roots) != len(wanted):
+        missing = sorted(wanted - roots.keys())[:3]
+        raise IncompleteLog(f"meeting {meeting_id}: the log lacks subtrees {missing}")
+    return merkle.range_hashes(ranges, roots)
+
+
+def inclusion_proof(session: Session, meeting_id: int, leaf_index: int, tree_size: int) -> list[bytes]:
+    """PATH(leaf_index, D[0:tree_size]) of RFC 9162 §2.1.3.1, leaf side first, read from the
+    O(log n) stored subtree roots it is made of.
+
+    400 ``invalid_proof_request`` unless 0 <= leaf_index < tree_size <= the log's size.
+    """
+    if not 0 <= leaf_index < tree_size or tree_size > log_size(session, meeting_id):
+        raise BadRequest("no such leaf in a tree of that size", code="invalid_proof_request")
+    return _range_hashes(session, meeting_id, merkle.inclusion_ranges(leaf_index, tree_size))
+
+
+def consistency_proof(session: Session, meeting_id: int, old_size: int, new_size: int) -> list[bytes]:
+    """PROOF(old_size, D[0:new_size]) of RFC 9162 §2.1.4.1, read from the O(log n) stored
+    subtree roots it is made of (empty when old_size is 0 or new_size).
+
+    400 ``invalid_proof_request`` unless 0 <= old_size <= new_size <= the log's size.
+    """
+    if not 0 <= old_size <= new_size or new_size > log_size(session, meeting_id):
+        raise BadRequest("need old_size <= new_size <= the log's size", code="invalid_proof_request")
+    return _range_hashes(session, meeting_id, merkle.consistency_ranges(old_size, new_size))
+
+
+def root_at(session: Session, meeting_id: int, tree_size: int) -> bytes:
+    """MTH(D[0:tree_size]): the log's root when it had ``tree_size`` leaves (SHA-256(b"") at 0),
+    folded from its O(log n) stored perfect subtrees.
+
+    400 ``invalid_proof_request`` unless 0 <= tree_size <= the log's size.
+    """
+    if not 0 <= tree_size <= log_size(session, meeting_id):
+        raise BadRequest("no tree of that size in this log", code="invalid_proof_request")
+    return _range_hashes(session, meeting_id, [(0, tree_size)])[0]
 
 
 def latest_tree_head(session: Session, meeting_id: int) -> TreeHead | None:

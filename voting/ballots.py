@@ -27,7 +27,7 @@ from core.db import utcnow
 from core.errors import AppError, BadRequest, Conflict, NotFound
 from ra.models import Credential, Investor
 from signing.evidence import platform_verifier
-from voting import ballot_log, merkle, service
+from voting import ballot_log, service
 from voting.ballot import BallotError, check_choices, parse_ballot
 from voting.models import Attendance, BallotRow, Holder, Meeting
 
@@ -51,6 +51,7 @@ class Receipt:
     status: str
 
     def to_json(self) -> dict[str, object]:
+        """The receipt as the API returns it and the holder keeps it (signature in base64)."""
         return {"receipt": self.statement, "signature": base64.b64encode(self.signature).decode(),
                 "seal_serial": self.seal_serial, "status": self.status}
 
@@ -246,7 +247,8 @@ def confirm_ballot(session: Session, *, meeting_public_id: str, ballot_sha256: s
         raise NotFound("no such ballot in this meeting", code="unknown_ballot")
     ballot, holder_no = row
     head = ballot_log.latest_tree_head(session, meeting.id or 0)
-    leaves = ballot_log.leaf_hashes(session, meeting.id or 0, head.tree_size if head else None)
-    return Confirmation(ballot.status, holder_no, ballot.received_at, ballot.leaf_index, len(leaves),
-                        merkle.inclusion_proof(leaves, ballot.leaf_index, len(leaves)), merkle.root_hash(leaves),
-                        json.loads(ballot.item_status))
+    if head is None:  # every append seals a tree head: a logged ballot without one is damage
+        raise ballot_log.IncompleteLog(f"meeting {meeting.public_id}: a ballot is logged but no tree head is")
+    proof = ballot_log.inclusion_proof(session, meeting.id or 0, ballot.leaf_index, head.tree_size)
+    return Confirmation(ballot.status, holder_no, ballot.received_at, ballot.leaf_index, head.tree_size, proof,
+                        head.root_hash, json.loads(ballot.item_status))

@@ -5,14 +5,22 @@ off as an inner node. Trees are the RFC's left-balanced shape: a tree of n > 1 l
 at k, the largest power of two smaller than n.
 
 Functions take *leaf hashes* (``leaf_hash(entry)``), not raw entries, so the log can store
-32-byte hashes only. Proof generation touches each leaf hash once (O(n)); verification and
-the incremental ``MerkleFrontier`` are O(log n).
+32-byte hashes only. Proof generation over a leaf list touches each leaf hash once (O(n));
+verification and the incremental ``MerkleFrontier`` are O(log n).
+
+Proofs from stored nodes, in O(log n): every hash a proof or a root needs is MTH(D[a:b]) of a
+range that RFC 9162 splits out, and such a range is a run of *perfect aligned subtrees*
+(:class:`Subtree`). ``inclusion_ranges`` / ``consistency_ranges`` name the ranges,
+``subtrees_of`` the O(log n) perfect subtrees they are made of, and ``range_hashes`` folds
+those subtrees' roots, read from wherever they are kept, back into the proof. The service
+keeps them in the database (``voting.ballot_log``); an offline auditor can keep them in a dict.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -60,6 +68,127 @@ def root_hash(leaf_hashes: Sequence[bytes]) -> bytes:
     return _subtree_root(leaf_hashes, 0, len(leaf_hashes))
 
 
+class Subtree(NamedTuple):
+    """A perfect aligned subtree: the ``2**level`` leaves from ``index * 2**level`` on.
+
+    Level 0 is a leaf (``index`` is the leaf index); its root is the leaf hash.
+    """
+
+    level: int
+    index: int
+
+    @property
+    def start(self) -> int:
+        """The first leaf index under this subtree."""
+        return self.index << self.level
+
+    @property
+    def end(self) -> int:
+        """One past the last leaf index under this subtree."""
+        return (self.index + 1) << self.level
+
+
+def perfect_subtrees(start: int, end: int) -> list[Subtree]:
+    """The perfect aligned subtrees that make up D[start:end], largest (leftmost) first.
+
+    MTH(D[start:end]) is their roots folded from the right: ``node_hash(r1, node_hash(r2, ...))``.
+    That holds for every range a root or an RFC 9162 proof needs, i.e. [0, n) and ranges whose
+    start is a multiple of the largest power of two not above their size; other ranges raise
+    ``ValueError``. An empty range has no subtrees (its MTH is ``EMPTY_ROOT``).
+    """
+    if not 0 <= start <= end:
+        raise ValueError(f"no range [{start}, {end})")
+    size = end - start
+    if size and start % (1 << (size.bit_length() - 1)):
+        raise ValueError(f"[{start}, {end}) is not a run of aligned perfect subtrees")
+    subtrees = []
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            subtrees.append(Subtree(level, start >> level))
+            start += 1 << level
+    return subtrees
+
+
+def inclusion_ranges(index: int, tree_size: int) -> list[tuple[int, int]]:
+    """The leaf ranges [start, end) whose MTHs are PATH(index, D[0:tree_size]), leaf side first.
+
+    RFC 9162 §2.1.3.1. Raises ``ValueError`` unless 0 <= index < tree_size.
+    """
+    if not 0 <= index < tree_size:
+        raise ValueError(f"no leaf {index} in a tree of size {tree_size}")
+    # Walk down from the root; each level contributes the subtree we do not enter. The RFC
+    # lists them from the leaf upwards, hence the final reversal.
+    ranges: list[tuple[int, int]] = []
+    start, end = 0, tree_size
+    while end - start > 1:
+        mid = start + _split_point(end - start)
+        if index < mid:
+            ranges.append((mid, end))
+            end = mid
+        else:
+            ranges.append((start, mid))
+            start = mid
+    ranges.reverse()
+    return ranges
+
+
+def consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
+    """The leaf ranges [start, end) whose MTHs are PROOF(old_size, D[0:new_size]), in order.
+
+    RFC 9162 §2.1.4.1. Empty when old_size is 0 or equals new_size. Raises ``ValueError``
+    unless 0 <= old_size <= new_size.
+    """
+    if not 0 <= old_size <= new_size:
+        raise ValueError(f"no consistency proof from size {old_size} to {new_size}")
+    if old_size in (0, new_size):
+        return []
+    # Iterative SUBPROOF(m, D[start:end], complete): top-down, reversed at the end because
+    # the RFC appends each level's hash after the recursive part.
+    ranges: list[tuple[int, int]] = []
+    start, end, m, complete = 0, new_size, old_size, True
+    while True:
+        if m == end - start:
+            if not complete:
+                ranges.append((start, end))
+            break
+        k = _split_point(end - start)
+        if m <= k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start += k
+            m -= k
+            complete = False
+    ranges.reverse()
+    return ranges
+
+
+def subtrees_of(ranges: Iterable[tuple[int, int]]) -> set[Subtree]:
+    """Every perfect subtree whose root ``range_hashes`` needs for ``ranges`` (O(log n) for a proof)."""
+    return {subtree for start, end in ranges for subtree in perfect_subtrees(start, end)}
+
+
+def range_hashes(ranges: Iterable[tuple[int, int]], roots: Mapping[Subtree, bytes]) -> list[bytes]:
+    """MTH(D[start:end]) of each range, folded from its perfect subtrees' ``roots``.
+
+    ``roots`` holds at least ``subtrees_of(ranges)`` (a missing one raises ``KeyError``).
+    ``range_hashes(inclusion_ranges(i, n), roots)`` is ``inclusion_proof`` and
+    ``range_hashes([(0, n)], roots)[0]`` the root of the tree of size n.
+    """
+    hashes = []
+    for start, end in ranges:
+        subtrees = perfect_subtrees(start, end)
+        if not subtrees:
+            hashes.append(EMPTY_ROOT)
+            continue
+        folded = roots[subtrees[-1]]
+        for subtree in reversed(subtrees[:-1]):
+            folded = node_hash(roots[subtree], folded)
+        hashes.append(folded)
+    return hashes
+
+
 def inclusion_proof(leaf_hashes: Sequence[bytes], index: int, tree_size: int) -> list[bytes]:
     """The audit path PATH(index, D[0:tree_size]) of RFC 9162 §2.1.3.1, leaf side first.
 
@@ -67,20 +196,7 @@ def inclusion_proof(leaf_hashes: Sequence[bytes], index: int, tree_size: int) ->
     """
     if not 0 <= index < tree_size <= len(leaf_hashes):
         raise ValueError(f"no leaf {index} in a tree of size {tree_size} ({len(leaf_hashes)} leaves known)")
-    # Walk down from the root; each level contributes the root of the subtree we do not
-    # enter. The RFC lists them from the leaf upwards, hence the final reversal.
-    siblings: list[bytes] = []
-    start, end = 0, tree_size
-    while end - start > 1:
-        mid = start + _split_point(end - start)
-        if index < mid:
-            siblings.append(_subtree_root(leaf_hashes, mid, end))
-            end = mid
-        else:
-            siblings.append(_subtree_root(leaf_hashes, start, mid))
-            start = mid
-    siblings.reverse()
-    return siblings
+    return [_subtree_root(leaf_hashes, start, end) for start, end in inclusion_ranges(index, tree_size)]
 
 
 def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int, new_size: int) -> list[bytes]:
@@ -91,28 +207,7 @@ def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int, new_size: int
     """
     if not 0 <= old_size <= new_size <= len(leaf_hashes):
         raise ValueError(f"no consistency proof from size {old_size} to {new_size} ({len(leaf_hashes)} leaves known)")
-    if old_size in (0, new_size):
-        return []
-    # Iterative SUBPROOF(m, D[start:end], complete): top-down, reversed at the end because
-    # the RFC appends each level's hash after the recursive part.
-    hashes: list[bytes] = []
-    start, end, m, complete = 0, new_size, old_size, True
-    while True:
-        if m == end - start:
-            if not complete:
-                hashes.append(_subtree_root(leaf_hashes, start, end))
-            break
-        k = _split_point(end - start)
-        if m <= k:
-            hashes.append(_subtree_root(leaf_hashes, start + k, end))
-            end = start + k
-        else:
-            hashes.append(_subtree_root(leaf_hashes, start, start + k))
-            start += k
-            m -= k
-            complete = False
-    hashes.reverse()
-    return hashes
+    return [_subtree_root(leaf_hashes, start, end) for start, end in consistency_ranges(old_size, new_size)]
 
 
 def _well_formed(hashes: Iterable[bytes]) -> bool:
@@ -224,18 +319,29 @@ class MerkleFrontier:
 
     def append(self, leaf: bytes) -> int:
         """Append one leaf hash; return its index in the log."""
+        return self.append_subtrees(leaf)[0][0].index
+
+    def append_subtrees(self, leaf: bytes) -> list[tuple[Subtree, bytes]]:
+        """Append one leaf hash; return the perfect subtrees this completes, with their roots.
+
+        Smallest first: the leaf itself at ``(0, its index)``, then one subtree per trailing
+        1-bit of the old size (one on average), the subtrees a store of nodes must keep.
+        """
         if not _well_formed([leaf]):
             raise ValueError("a leaf hash is 32 bytes")
         index = self._size
         merged = leaf
+        completed = [(Subtree(0, index), leaf)]
         # Each trailing 1-bit of the old size is a subtree of the same height to merge with.
-        n = index
+        n, level = index, 0
         while n & 1:
             merged = node_hash(self._roots.pop(), merged)
             n >>= 1
+            level += 1
+            completed.append((Subtree(level, n), merged))
         self._roots.append(merged)
         self._size += 1
-        return index
+        return completed
 
     def root(self) -> bytes:
         """The current tree root, equal to ``root_hash`` over every appended leaf."""

@@ -156,7 +156,11 @@ class BallotRow(SQLModel, table=True):
 
 
 class BallotRevocation(SQLModel, table=True):
-    """A holder's revocation of their e-vote, as received (late ones are refused, not stored)."""
+    """A holder's revocation of their e-vote, as received (late ones are refused, not stored).
+
+    One row per ballot it revoked; the rows of one revocation share its log leaf and receipt
+    (both empty on revocations received before revision 0009, which were not logged).
+    """
 
     __tablename__ = "vote_revocation"
 
@@ -169,6 +173,9 @@ class BallotRevocation(SQLModel, table=True):
     payload_sha256: str = Field(max_length=64, index=True, sa_column_kwargs={"server_default": ""},
                                 description="a replayed revocation is refused")
     cms: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    leaf_index: int | None = Field(default=None, description="the revocation's entry in the meeting's log")
+    receipt: str | None = Field(default=None, sa_column=Column(Text),
+                                description="JSON: the sealed receipt given to the holder")
 
 
 class Attendance(SQLModel, table=True):
@@ -197,6 +204,22 @@ class LogLeaf(SQLModel, table=True):
     meeting_id: int = Field(foreign_key="vote_meeting.id")
     leaf_index: int
     leaf_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class LogNode(SQLModel, table=True):
+    """The root of one perfect aligned subtree of a meeting's log, kept once it is complete.
+
+    Levels 1 and up only: level 0 (the leaves) is :class:`LogLeaf`. Node ``(level, node_index)``
+    covers leaves ``[node_index * 2**level, (node_index + 1) * 2**level)``; any proof or past
+    root is folded from O(log n) of these (``voting.merkle.subtrees_of``). Never updated.
+    """
+
+    __tablename__ = "vote_log_node"
+
+    meeting_id: int = Field(primary_key=True, foreign_key="vote_meeting.id")
+    level: int = Field(primary_key=True, description="1 and up: the subtree has 2**level leaves")
+    node_index: int = Field(primary_key=True)
+    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class LogState(SQLModel, table=True):

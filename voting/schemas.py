@@ -137,6 +137,10 @@ class ReceiptOut(BaseModel):
 
 class RevocationOut(BaseModel):
     revoked_ballots: int
+    receipt: dict[str, Any] = Field(description="the sealed statement: the revoked ballots, the log leaf, the tree "
+                                                "head (RFC 8785 JSON is what was signed)")
+    signature: str = Field(description="base64 DER ECDSA by the platform seal over SHA-256 of the statement")
+    seal_serial: str
 
 
 class TreeHeadOut(BaseModel):

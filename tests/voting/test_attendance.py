@@ -31,6 +31,10 @@ def revocation(platform: Platform, who: Voter, meeting: str) -> tuple[bytes, byt
 
 
 def revoke(platform: Platform, payload: bytes, cms: bytes, **kw: object) -> int:
+    return revoke_sealed(platform, payload, cms, **kw).revoked_ballots
+
+
+def revoke_sealed(platform: Platform, payload: bytes, cms: bytes, **kw: object) -> attendance.AcceptedRevocation:
     with session_scope(platform.engine) as session:
         return attendance.revoke_evote(session, platform.pki, payload=payload, cms=cms, **kw)  # type: ignore[arg-type]
 
