@@ -27,7 +27,7 @@ from core import audit
 from core.auth import Actor
 from core.db import utcnow
 from core.errors import AppError, BadRequest, Conflict, NotFound
-from voting import ballot_log, service
+from voting import ballot_log, running, service
 from voting.ballots import Receipt, signed_by_holder
 from voting.access import visible_meeting
 from voting.ballot import Ballot, BallotError, check_choices
@@ -126,6 +126,7 @@ def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meet
                  "received_at": ballot_log.log_time(received_at), "tree_head": tree_head.to_json()}
     signature, serial = ballot_log.seal(session, pki, rfc8785.dumps(statement))
     receipt = Receipt(statement, signature, serial, "revoked")
+    _count_out(session, meeting, [row.id for row in standing])
     session.execute(update(BallotRow).where(BallotRow.id.in_([row.id for row in standing]))  # type: ignore[union-attr]
                     .values(status="revoked"))
     for row in standing:
@@ -153,7 +154,18 @@ def _counted_evote(session: Session, meeting: Meeting, holder: Holder) -> int | 
                            .where(BallotRow.status == "counted")).scalar_one_or_none()
 
 
+def _count_out(session: Session, meeting: Meeting, ballot_ids: list[int]) -> None:
+    """Take those of ``ballot_ids`` that count out of the running totals (before their status changes)."""
+    agenda = service.agenda_of(service.agenda_rows(session, meeting.id or 0))
+    elections = {item.item_id for item in agenda if item.is_election}
+    running.apply(session, meeting.id or 0, agenda,
+                  running.counted_ballots(session, meeting.id or 0, ballot_ids, elections), sign=-1)
+
+
 def _override_evote(session: Session, meeting: Meeting, holder: Holder) -> None:
+    counted = _counted_evote(session, meeting, holder)
+    if counted is not None:
+        _count_out(session, meeting, [counted])
     session.execute(update(BallotRow).where(BallotRow.meeting_id == meeting.id).where(BallotRow.holder_id == holder.id)
                     .where(BallotRow.status.in_(STANDING))  # type: ignore[attr-defined]
                     .values(status="overridden_by_proxy"))

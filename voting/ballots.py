@@ -27,8 +27,8 @@ from core.db import utcnow
 from core.errors import AppError, BadRequest, Conflict, NotFound
 from ra.models import Credential, Investor
 from signing.evidence import platform_verifier
-from voting import ballot_log, service
-from voting.ballot import BallotError, check_choices, parse_ballot
+from voting import ballot_log, running, service
+from voting.ballot import BallotError, check_choices, parse_ballot, typed_choices
 from voting.models import Attendance, BallotRow, Holder, Meeting
 
 RECEIPT_TYPE = "cloudseal.receipt/1"
@@ -141,8 +141,9 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
     signed = signed_by_holder(reader, pki, meeting, ballot.holder_no, payload, cms)
     holder = signed.holder
     agenda_rows = service.agenda_rows(reader, meeting.id or 0)
+    agenda = service.agenda_of(agenda_rows)
     try:
-        item_status = check_choices(ballot, service.agenda_of(agenda_rows), nominee=holder.nominee,
+        item_status = check_choices(ballot, agenda, nominee=holder.nominee,
                                     votable_shares=_votable_shares(holder, agenda_rows))
     except BallotError as exc:
         raise _refuse(exc.code, str(exc)) from exc
@@ -171,6 +172,11 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
         received_at=received_at,
         status=status, leaf_index=index,
         item_status=json.dumps({k: v for k, v in item_status.items() if v != "ok"})))
+    if status == "counted":
+        elections = {item.item_id for item in agenda if item.is_election}
+        running.apply(session, meeting.id or 0, agenda, [running.CountedBallot(
+            holder.holder_no, holder.shares - holder.non_voting_shares, holder.nominee,
+            typed_choices(ballot.choices, elections), received_at)], sign=1)
     session.flush()
     audit.record(session, actor=f"investor:{signed.investor_reference}", tenant=meeting.issuer_code,
                  action="ballot.receive",

@@ -247,3 +247,20 @@ class TreeHead(SQLModel, table=True):
     root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     issued_at: dt.datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False), description="platform seal, ECDSA")
+
+
+class RunningTally(SQLModel, table=True):
+    """The e-voters' tally figures, kept as ballots arrive, and turnout by hour: the live tally
+    reads this row and the few room entries instead of every ballot. Written under the
+    meeting's lock by whatever changes which ballot counts; the frozen tally is kept here too."""
+
+    __tablename__ = "vote_running_tally"
+
+    meeting_id: int = Field(primary_key=True, foreign_key="vote_meeting.id")
+    outstanding_shares: int = Field(sa_column=Column(ShareCount(), nullable=False),
+                                    description="votable shares on the register (fixed once published)")
+    counts: str = Field(sa_column=Column(Text, nullable=False), description="JSON voting.tally.TallyCounts")
+    turnout: str = Field(default="{}", sa_column=Column(Text, nullable=False),
+                         description="JSON: Taipei hour -> [holders, shares] of counted e-votes received then")
+    frozen_tally: str | None = Field(default=None, sa_column=Column(Text), description="JSON, set when frozen")
+    updated_at: dt.datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

@@ -21,7 +21,7 @@ from core import audit
 from core.auth import Actor, Role, require_role
 from core.db import utcnow
 from core.errors import BadRequest, Conflict, NotFound
-from voting import calendar
+from voting import calendar, running
 from voting.access import MEETING_ROLES, can_see_issuer, visible_meeting
 from voting.agenda import ITEM_KINDS, NOT_ELECTRONICALLY_VOTABLE, AgendaItem
 from voting.models import AgendaItemRow, Issuer, Meeting
@@ -202,6 +202,7 @@ def publish_meeting(session: Session, *, actor: Actor, meeting_id: int) -> Meeti
     meeting.status = "published"
     session.add(meeting)
     session.flush()
+    running.start(session, meeting.id or 0)
     audit.record(session, actor=actor.label, tenant=meeting.issuer_code, action="meeting.publish",
                  object_type="meeting", object_id=meeting.public_id)
     return meeting
@@ -234,6 +235,9 @@ def freeze_meeting(session: Session, *, actor: Actor, meeting_id: int) -> Meetin
         raise Conflict(f"the meeting is {meeting.status}", code="meeting_not_published")
     if utcnow() < meeting.closes_at:
         raise Conflict("the tally is frozen at the meeting, after e-voting closed", code="meeting_not_started")
+    from voting.results import freeze_tally  # the tally reads the service's agenda: imported late
+
+    freeze_tally(session, meeting)
     meeting.status, meeting.frozen_at = "frozen", utcnow()
     session.add(meeting)
     session.flush()

@@ -173,6 +173,135 @@ class TallyResult(_AsDict):
         }
 
 
+_ELECTION, _EVOTABLE_RESOLUTION, _ROOM_RESOLUTION = "election", "resolution", "room_resolution"
+
+
+class TallyCounts:
+    """The additive figures of a set of present holders: two sets add up, and a holder taken
+    out subtracts exactly what they added. The service keeps the e-voters' counts as ballots
+    arrive (so a live tally reads one row); :func:`tally_meeting` counts everyone at once.
+
+    Per resolution: shares for/against/abstaining (``CFOR``/``CAGS``/``ABST``); per election:
+    votes per candidate, votes cast and void ballots; per item: shares of present holders
+    recused on it (and of those, the e-voters'); holders and shares present by mode.
+    """
+
+    def __init__(self) -> None:
+        self.holders: dict[str, int] = dict.fromkeys(ATTENDANCE_MODES, 0)
+        self.shares: dict[str, int] = dict.fromkeys(ATTENDANCE_MODES, 0)
+        self.votes: dict[str, dict[str, int]] = {}
+        self.cast: dict[str, int] = {}
+        self.void: dict[str, int] = {}
+        self.recused: dict[str, int] = {}
+        self.recused_evote: dict[str, int] = {}
+        self._planned: tuple[Mapping[str, AgendaItem], dict[str, str]] | None = None
+
+    def add(self, agenda: Mapping[str, AgendaItem], voter: PresentHolder, weight: int, *, nominee: bool = False,
+            recused: Collection[str] = (), sign: int = 1) -> None:
+        """Count ``voter`` (votable shares ``weight``) in, or out with ``sign=-1``.
+
+        ``recused`` names the items the voter is out of (Art. 178). An e-voter's choices on
+        items that cannot be voted electronically are ignored: the decision deems them
+        abstaining (Art. 177-1). Raises ``TallyInputError`` on a choice that does not fit.
+        """
+        mode = voter.mode
+        self.holders[mode] += sign
+        self.shares[mode] += sign * weight
+        for item_id in recused:
+            self.recused[item_id] = self.recused.get(item_id, 0) + sign * weight
+            if mode == "evote":
+                self.recused_evote[item_id] = self.recused_evote.get(item_id, 0) + sign * weight
+        evote = mode == "evote"
+        signed_weight = sign * weight
+        plan = self._plan(agenda)
+        all_votes = self.votes
+        for item_id, choice in voter.choices.items():
+            kind = plan[item_id]
+            if kind is _EVOTABLE_RESOLUTION and type(choice) is str and item_id not in recused:
+                votes = all_votes[item_id]
+                if choice in votes:
+                    votes[choice] += signed_weight  # the common case: one code for all the shares
+                    continue
+            if (evote and kind is _ROOM_RESOLUTION) or item_id in recused or choice == NO_ACTION:
+                continue
+            item, votes = agenda[item_id], all_votes[item_id]
+            if kind is _ELECTION:
+                self._add_election(item, voter.holder_no, choice, votes, weight * item.seats, sign)
+            elif type(choice) is str and choice in votes:
+                votes[choice] += signed_weight
+            elif isinstance(choice, SplitVote):
+                if not nominee:
+                    raise TallyInputError(f"holder {voter.holder_no!r} is not a nominee and cannot split votes")
+                if choice.total > weight:
+                    raise TallyInputError(f"split of holder {voter.holder_no!r} on {item_id!r} exceeds their shares")
+                votes["CFOR"] += sign * choice.cfor
+                votes["CAGS"] += sign * choice.cags
+                votes["ABST"] += sign * choice.abst
+            else:
+                raise TallyInputError(f"invalid choice {choice!r} of {voter.holder_no!r} on resolution {item_id!r}")
+
+    def _plan(self, agenda: Mapping[str, AgendaItem]) -> dict[str, str]:
+        """Each item's kind for counting (worked out once per agenda) and its zeroed figures."""
+        if self._planned is not None and self._planned[0] is agenda:
+            return self._planned[1]
+        plan = {}
+        for item_id, item in agenda.items():
+            if item.is_election:
+                plan[item_id] = _ELECTION
+                self.votes.setdefault(item_id, dict.fromkeys(item.candidates, 0))
+            else:
+                plan[item_id] = _EVOTABLE_RESOLUTION if item.electronically_votable else _ROOM_RESOLUTION
+                self.votes.setdefault(item_id, dict.fromkeys(VOTE_CODES, 0))
+        self._planned = (agenda, plan)
+        return plan
+
+    def _add_election(self, item: AgendaItem, holder_no: str, choice: Choice, totals: dict[str, int], limit: int,
+                      sign: int) -> None:
+        if not isinstance(choice, ElectionVote):
+            raise TallyInputError(f"invalid choice {choice!r} of {holder_no!r} on election {item.item_id!r}")
+        item_id = item.item_id
+        allocations = choice.allocations
+        total = 0
+        for candidate, votes in allocations.items():
+            if candidate not in totals:
+                raise TallyInputError(f"votes for unknown candidate {candidate!r} on {item_id!r}")
+            total += votes
+        if total > limit:
+            self.void[item_id] = self.void.get(item_id, 0) + sign  # voids this election on this ballot only
+            return
+        self.cast[item_id] = self.cast.get(item_id, 0) + sign * total
+        for candidate, votes in allocations.items():
+            totals[candidate] += sign * votes
+
+    def merge(self, other: TallyCounts) -> None:
+        """Add ``other``'s figures to these."""
+        for mode in ATTENDANCE_MODES:
+            self.holders[mode] += other.holders[mode]
+            self.shares[mode] += other.shares[mode]
+        for item_id, votes in other.votes.items():
+            mine = self.votes.setdefault(item_id, {})
+            for key, value in votes.items():
+                mine[key] = mine.get(key, 0) + value
+        for mine_figures, theirs in ((self.cast, other.cast), (self.void, other.void), (self.recused, other.recused),
+                                     (self.recused_evote, other.recused_evote)):
+            for item_id, value in theirs.items():
+                mine_figures[item_id] = mine_figures.get(item_id, 0) + value
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-able dict (integers stay integers; Python's json keeps them exact)."""
+        return {"holders": self.holders, "shares": self.shares, "votes": self.votes, "cast": self.cast,
+                "void": self.void, "recused": self.recused, "recused_evote": self.recused_evote}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> TallyCounts:
+        """The counts :meth:`to_json` wrote."""
+        counts = cls()
+        for name in ("holders", "shares", "votes", "cast", "void", "recused", "recused_evote"):
+            value = data[name]
+            setattr(counts, name, {k: (dict(v) if isinstance(v, dict) else v) for k, v in value.items()})  # type: ignore[attr-defined]
+        return counts
+
+
 def tally_meeting(
     register: Sequence[RegisterEntry],
     agenda: Sequence[AgendaItem],
@@ -186,38 +315,38 @@ def tally_meeting(
     item or candidate, a split from a non-nominee, a split beyond the holder's shares...).
     """
     holders = _index_register(register)
-    items = {item.item_id: item for item in agenda}
-    if len(items) != len(agenda):
-        raise TallyInputError("an agenda item id appears twice")
-    attendees = _check_attendance(present, holders, items)
-    recusals = recusals or {}
-    for item_id, recused in recusals.items():
+    items = _index_agenda(agenda)
+    _check_attendance(present, holders, items)
+    recused_items: dict[str, list[str]] = {}
+    for item_id, recused in (recusals or {}).items():
         if item_id not in items:
             raise TallyInputError(f"recusal on unknown item {item_id!r}")
         if unknown := set(recused) - holders.keys():
             raise TallyInputError(f"recusal of holders not on the register: {sorted(unknown)}")
+        for holder_no in recused:
+            recused_items.setdefault(holder_no, []).append(item_id)
+    counts = TallyCounts()
+    add = counts.add
+    for voter in present:
+        entry = holders[voter.holder_no]
+        add(items, voter, entry.shares - entry.non_voting_shares, nominee=entry.nominee,
+            recused=recused_items.get(voter.holder_no, ()))
+    outstanding = sum(entry.shares - entry.non_voting_shares for entry in register)
+    return decide(agenda, counts, outstanding, rules)
 
-    # Each holder's votable shares once: a million holders are tallied item after item.
-    votable = {holder_no: entry.shares - entry.non_voting_shares for holder_no, entry in holders.items()}
-    outstanding = sum(votable.values())
-    weighted = [(p, votable[p.holder_no]) for p in attendees]
-    present_shares = sum(weight for _, weight in weighted)
+
+def decide(agenda: Sequence[AgendaItem], counts: TallyCounts, outstanding: int, rules: MeetingRules) -> TallyResult:
+    """The results of every item from the counts of everyone present and the outstanding shares."""
+    present_shares = sum(counts.shares.values())
     results: list[ResolutionResult | ElectionResult] = []
     for item in agenda:
-        recused = frozenset(recusals.get(item.item_id, ()))
-        voters = [(p, w) for p, w in weighted if p.holder_no not in recused] if recused else weighted
-        recused_shares = present_shares - sum(weight for _, weight in voters) if recused else 0
+        recused_shares = counts.recused.get(item.item_id, 0)
         if item.is_election:
-            results.append(_tally_election(item, voters, holders, rules, outstanding, present_shares, recused_shares))
+            results.append(_decide_election(item, counts, rules, outstanding, present_shares, recused_shares))
         else:
-            results.append(_tally_resolution(item, voters, holders, rules, outstanding, present_shares, recused_shares))
-    attendance = {
-        mode: AttendanceFigures(
-            holders=sum(1 for p, _ in weighted if p.mode == mode),
-            shares=sum(weight for p, weight in weighted if p.mode == mode),
-        )
-        for mode in ATTENDANCE_MODES
-    }
+            results.append(_decide_resolution(item, counts, rules, outstanding, present_shares, recused_shares))
+    attendance = {mode: AttendanceFigures(holders=counts.holders[mode], shares=counts.shares[mode])
+                  for mode in ATTENDANCE_MODES}
     return TallyResult(outstanding, present_shares, MappingProxyType(attendance), tuple(results))
 
 
@@ -228,10 +357,18 @@ def _index_register(register: Sequence[RegisterEntry]) -> dict[str, RegisterEntr
     return holders
 
 
+def _index_agenda(agenda: Sequence[AgendaItem]) -> dict[str, AgendaItem]:
+    items = {item.item_id: item for item in agenda}
+    if len(items) != len(agenda):
+        raise TallyInputError("an agenda item id appears twice")
+    return items
+
+
 def _check_attendance(
     present: Sequence[PresentHolder], holders: Mapping[str, RegisterEntry], items: Mapping[str, AgendaItem]
-) -> list[PresentHolder]:
+) -> None:
     seen: set[str] = set()
+    item_ids = items.keys()
     for attendee in present:
         if attendee.holder_no not in holders:
             raise TallyInputError(f"present holder {attendee.holder_no!r} is not on the register")
@@ -239,45 +376,28 @@ def _check_attendance(
             raise TallyInputError(f"holder {attendee.holder_no!r} is present twice")
         if attendee.mode not in ATTENDANCE_MODES:
             raise TallyInputError(f"unknown attendance mode {attendee.mode!r}")
-        if unknown := set(attendee.choices) - items.keys():
-            raise TallyInputError(f"holder {attendee.holder_no!r} chose on unknown items {sorted(unknown)}")
+        if not attendee.choices.keys() <= item_ids:
+            unknown = sorted(set(attendee.choices) - set(item_ids))
+            raise TallyInputError(f"holder {attendee.holder_no!r} chose on unknown items {unknown}")
         seen.add(attendee.holder_no)
-    return list(present)
 
 
-def _tally_resolution(
+def _decide_resolution(
     item: AgendaItem,
-    voters: Sequence[tuple[PresentHolder, int]],
-    holders: Mapping[str, RegisterEntry],
+    counts: TallyCounts,
     rules: MeetingRules,
     outstanding: int,
     present_shares: int,
     recused_shares: int,
 ) -> ResolutionResult:
     votes = dict.fromkeys(VOTE_CODES, 0)
-    item_id, electronically_votable = item.item_id, item.electronically_votable
-    for voter, weight in voters:
-        if voter.mode == "evote" and not electronically_votable:
-            # Art. 177-1: deemed to abstain, whatever the ballot might say.
-            votes["ABST"] += weight
-            continue
-        choice = voter.choices.get(item_id, NO_ACTION)
-        if isinstance(choice, str) and choice in votes:
-            votes[choice] += weight
-        elif isinstance(choice, SplitVote):
-            entry = holders[voter.holder_no]
-            if not entry.nominee:
-                raise TallyInputError(f"holder {entry.holder_no!r} is not a nominee and cannot split votes")
-            if choice.total > entry.votable_shares:
-                raise TallyInputError(f"split of holder {entry.holder_no!r} on {item.item_id!r} exceeds their shares")
-            votes["CFOR"] += choice.cfor
-            votes["CAGS"] += choice.cags
-            votes["ABST"] += choice.abst
-        elif choice != NO_ACTION:
-            raise TallyInputError(f"invalid choice {choice!r} of {voter.holder_no!r} on resolution {item.item_id!r}")
+    votes.update(counts.votes.get(item.item_id, {}))
+    if not item.electronically_votable:
+        # Art. 177-1: e-voters (those not recused on the item) are deemed to abstain.
+        votes["ABST"] += counts.shares["evote"] - counts.recused_evote.get(item.item_id, 0)
     denominator = present_shares - recused_shares
-    decide = decide_special if item.kind == "special" else decide_ordinary
-    decision = decide(rules, present_shares, outstanding, votes["CFOR"], denominator)
+    decide_item = decide_special if item.kind == "special" else decide_ordinary
+    decision = decide_item(rules, present_shares, outstanding, votes["CFOR"], denominator)
     return ResolutionResult(
         item_id=item.item_id,
         kind=item.kind,
@@ -297,38 +417,16 @@ def _tally_resolution(
     )
 
 
-def _tally_election(
+def _decide_election(
     item: AgendaItem,
-    voters: Sequence[tuple[PresentHolder, int]],
-    holders: Mapping[str, RegisterEntry],
+    counts: TallyCounts,
     rules: MeetingRules,
     outstanding: int,
     present_shares: int,
     recused_shares: int,
 ) -> ElectionResult:
     totals = dict.fromkeys(item.candidates, 0)
-    votes_available = votes_cast = void_ballots = 0
-    item_id, seats = item.item_id, item.seats
-    for voter, weight in voters:
-        limit = weight * seats
-        votes_available += limit
-        choice = voter.choices.get(item_id, NO_ACTION)
-        if choice == NO_ACTION:
-            continue
-        if not isinstance(choice, ElectionVote):
-            raise TallyInputError(f"invalid choice {choice!r} of {voter.holder_no!r} on election {item.item_id!r}")
-        total = 0
-        for candidate, votes in choice.allocations.items():
-            if candidate not in totals:
-                raise TallyInputError(f"votes for unknown candidate {candidate!r} on {item.item_id!r}")
-            total += votes
-        if total > limit:
-            void_ballots += 1  # over-allocation voids this election on this ballot only
-            continue
-        votes_cast += total
-        for candidate, votes in choice.allocations.items():
-            totals[candidate] += votes
-
+    totals.update(counts.votes.get(item.item_id, {}))
     # The meeting's ordinary quorum (Art. 174) governs an election too.
     quorum, from_articles = applied_threshold(MORE_THAN_HALF, as_threshold(rules.ordinary_quorum))
     quorum_met = quorum.met(present_shares, outstanding)
@@ -346,9 +444,9 @@ def _tally_election(
         quorum_met=quorum_met,
         quorum_required=quorum,
         rule=("cumulative" if quorum_met else "election_no_quorum") + ("+articles" if from_articles else ""),
-        votes_available=votes_available,
-        votes_cast=votes_cast,
-        void_ballots=void_ballots,
+        votes_available=(present_shares - recused_shares) * item.seats,
+        votes_cast=counts.cast.get(item.item_id, 0),
+        void_ballots=counts.void.get(item.item_id, 0),
         candidates=tuple(CandidateResult(c, totals[c], c in elected) for c in ranked),
         elected=elected,
         tie_for_last_seat=tied,
