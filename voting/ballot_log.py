@@ -26,9 +26,11 @@ import rfc8785
 from sqlalchemy import Executable, bindparam, insert, literal_column, select, union_all, update
 from sqlmodel import Session
 
-from ca.bootstrap import SEAL_OWNER, current_seal
+from ca.bootstrap import SEAL_OWNER
+from ca.models import IssuedCertificate
+from ca.profiles import PLATFORM_SEAL
 from ca.context import Pki
-from core.db import utcnow
+from core.db import UTCDateTime, utcnow
 from core.errors import BadRequest, Conflict
 from hsm_sim.base import DigestAlgorithm, Mechanism
 from voting import merkle
@@ -38,6 +40,25 @@ TREE_HEAD_TYPE = "cloudseal.tree-head/1"
 _SEAL_KEY = "cloudseal_seal_certificate"
 _LEAVES = LogLeaf.__table__  # type: ignore[attr-defined]
 _NODES = LogNode.__table__  # type: ignore[attr-defined]
+# The statements of the append path are built once: every ballot and revocation runs them.
+_STATE = select(LogState.size, LogState.frontier).where(LogState.meeting_id == bindparam("meeting_id")) \
+    .with_for_update()
+_NEW_STATE = insert(LogState)
+_INSERT_LEAF = insert(LogLeaf)
+_INSERT_NODES = _NODES.insert()
+_ADVANCE = (update(LogState).where(LogState.meeting_id == bindparam("log_meeting"))
+            .where(LogState.size == bindparam("old_size"))
+            .values(size=bindparam("new_size"), frontier=bindparam("new_frontier")))
+_INSERT_HEAD = insert(TreeHead)
+_SEAL_SIGNER = (
+    select(IssuedCertificate.key_label, IssuedCertificate.serial_hex)
+    .where(IssuedCertificate.profile == PLATFORM_SEAL.name)
+    .where(IssuedCertificate.key_label.is_not(None))  # type: ignore[union-attr]
+    .where(IssuedCertificate.status == "good")
+    .where(IssuedCertificate.not_after > bindparam("now", type_=UTCDateTime()))
+    .order_by(IssuedCertificate.not_after.desc())  # type: ignore[attr-defined]
+    .limit(1)
+)
 
 
 @dataclass(frozen=True)
@@ -75,45 +96,47 @@ def tree_head_statement(meeting: str, tree_size: int, root_hash: bytes, issued_a
 
 
 def seal(session: Session, pki: Pki, statement: bytes) -> tuple[bytes, str]:
-    """The platform seal's ECDSA signature (DER) over SHA-256 of ``statement``, and its serial."""
-    # Read once per request: a ballot is sealed twice (tree head, receipt).
-    certificate = session.info.get(_SEAL_KEY) or current_seal(session, pki)
-    session.info[_SEAL_KEY] = certificate
-    if certificate is None or certificate.key_label is None:
-        raise Conflict("the platform has no valid seal certificate: run cloudseal init", code="seal_missing")
+    """The platform seal's ECDSA signature (DER) over SHA-256 of ``statement``, and its serial.
+
+    The seal is the newest good, unexpired platform-seal certificate (as ``current_seal``
+    chooses), read once per request: a ballot is sealed twice (tree head, receipt)."""
+    signer = session.info.get(_SEAL_KEY)
+    if signer is None:
+        signer = session.connection().execute(_SEAL_SIGNER, {"now": pki.clock()}).first()
+        if signer is None:
+            raise Conflict("the platform has no valid seal certificate: run cloudseal init", code="seal_missing")
+        session.info[_SEAL_KEY] = signer
     digest = hashlib.sha256(statement).digest()
-    signature = pki.keystore.sign(certificate.key_label, SEAL_OWNER, digest, DigestAlgorithm.SHA256, Mechanism.ECDSA)
-    return signature, certificate.serial_hex
+    signature = pki.keystore.sign(signer.key_label, SEAL_OWNER, digest, DigestAlgorithm.SHA256, Mechanism.ECDSA)
+    return signature, signer.serial_hex
 
 
 def append(session: Session, pki: Pki, *, meeting_id: int, meeting_public_id: str, entry: bytes,
            ) -> tuple[int, SignedTreeHead]:
     """Append ``entry`` to the meeting's log; return its leaf index and the new sealed tree head."""
     connection = session.connection()
-    state = connection.execute(select(LogState.size, LogState.frontier).where(LogState.meeting_id == meeting_id)
-                               .with_for_update()).first()
+    state = connection.execute(_STATE, {"meeting_id": meeting_id}).first()
     if state is None:
-        connection.execute(insert(LogState).values(meeting_id=meeting_id, size=0, frontier="[]"))
-        state = connection.execute(select(LogState.size, LogState.frontier)
-                                   .where(LogState.meeting_id == meeting_id).with_for_update()).one()
+        connection.execute(_NEW_STATE, {"meeting_id": meeting_id, "size": 0, "frontier": "[]"})
+        state = connection.execute(_STATE, {"meeting_id": meeting_id}).one()
     frontier = merkle.MerkleFrontier.from_state(state.size, [bytes.fromhex(h) for h in json.loads(state.frontier)])
     (appended, leaf), *completed = frontier.append_subtrees(merkle.leaf_hash(entry))
     index = appended.index
-    connection.execute(insert(LogLeaf).values(meeting_id=meeting_id, leaf_index=index, leaf_hash=leaf))
+    connection.execute(_INSERT_LEAF, {"meeting_id": meeting_id, "leaf_index": index, "leaf_hash": leaf})
     if completed:
-        connection.execute(_NODES.insert(), [{"meeting_id": meeting_id, "level": subtree.level,
-                                              "node_index": subtree.index, "hash": root}
-                                             for subtree, root in completed])
-    updated = connection.execute(
-        update(LogState).where(LogState.meeting_id == meeting_id).where(LogState.size == state.size)
-        .values(size=frontier.size, frontier=json.dumps([h.hex() for h in frontier.subtree_roots])))
+        connection.execute(_INSERT_NODES, [{"meeting_id": meeting_id, "level": subtree.level,
+                                            "node_index": subtree.index, "hash": root}
+                                           for subtree, root in completed])
+    updated = connection.execute(_ADVANCE, {
+        "log_meeting": meeting_id, "old_size": state.size, "new_size": frontier.size,
+        "new_frontier": json.dumps([h.hex() for h in frontier.subtree_roots])})
     if updated.rowcount != 1:  # the row lock makes this impossible; refuse rather than fork the log
         raise Conflict("the ballot log moved: try again", code="log_conflict")
     issued_at = utcnow()
     root = frontier.root()
     signature, serial = seal(session, pki, tree_head_statement(meeting_public_id, frontier.size, root, issued_at))
-    connection.execute(insert(TreeHead).values(meeting_id=meeting_id, tree_size=frontier.size, root_hash=root,
-                                               issued_at=issued_at, signature=signature))
+    connection.execute(_INSERT_HEAD, {"meeting_id": meeting_id, "tree_size": frontier.size, "root_hash": root,
+                                      "issued_at": issued_at, "signature": signature})
     return index, SignedTreeHead(meeting_public_id, frontier.size, root, issued_at, signature, serial)
 
 

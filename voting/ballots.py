@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 
 import rfc8785
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlmodel import Session
 
 from ca.context import Pki
@@ -39,6 +39,25 @@ MAX_CMS_BYTES = 32 * 1024
 _SIGNATURE_CODES = {"revoked": "certificate_revoked", "on_hold": "certificate_on_hold",
                     "expired": "certificate_expired", "not_yet_valid": "certificate_not_yet_valid",
                     "untrusted_chain": "untrusted_certificate", "revocation_unknown": "certificate_status_unknown"}
+
+# The statements of the ballot path are built once: constructing one costs more than running it.
+_MEETING = select(Meeting).where(Meeting.public_id == bindparam("public_id"))
+_SIGNER = (select(Investor.reference, Investor.id_hmac).join(Credential, Credential.investor_id == Investor.id)
+           .where(Credential.certificate_serial == bindparam("serial")))
+_HOLDER = select(Holder).where(Holder.meeting_id == bindparam("meeting_id")).where(
+    Holder.holder_no == bindparam("holder_no"))
+_LOCK_MEETING = (select(Meeting.status, Meeting.opens_at, Meeting.closes_at)
+                 .where(Meeting.id == bindparam("meeting_id")).with_for_update())
+_HOLDER_NOW = select(Holder.id, Holder.id_hmac).where(Holder.meeting_id == bindparam("meeting_id")).where(
+    Holder.holder_no == bindparam("holder_no"))
+_DUPLICATE = select(BallotRow.id).where(BallotRow.meeting_id == bindparam("meeting_id")).where(
+    BallotRow.ballot_sha256 == bindparam("ballot_sha256"))
+_PROXY = (select(Attendance.id).where(Attendance.meeting_id == bindparam("meeting_id"))
+          .where(Attendance.holder_id == bindparam("holder_id")).where(Attendance.mode == "proxy"))
+_STANDING = (select(BallotRow.id).where(BallotRow.meeting_id == bindparam("meeting_id"))
+             .where(BallotRow.holder_id == bindparam("holder_id"))
+             .where(BallotRow.status.in_(("counted", "superseded"))))  # type: ignore[attr-defined]
+_INSERT_BALLOT = insert(BallotRow)
 
 
 @dataclass(frozen=True)
@@ -70,9 +89,7 @@ def log_entry(meeting_public_id: str, holder_no: str, ballot_sha256: str, cms_sh
 
 def _signer_identity(session: Session, serial: str) -> tuple[str, str]:
     """The investor reference and identity HMAC behind a certificate serial."""
-    row = session.execute(
-        select(Investor.reference, Investor.id_hmac).join(Credential, Credential.investor_id == Investor.id)
-        .where(Credential.certificate_serial == serial)).first()
+    row = session.connection().execute(_SIGNER, {"serial": serial}).first()
     if row is None:
         raise _refuse("not_the_holder", "the signer's certificate belongs to no investor here", 403)
     return row.reference, row.id_hmac
@@ -99,8 +116,7 @@ def signed_by_holder(reader: Session, pki: Pki, meeting: Meeting, holder_no: str
     if result.status_now != "good" or result.signer is None:
         raise _refuse("certificate_not_good", "the signer's certificate is not good now")
     reference, id_hmac = _signer_identity(reader, result.signer.serial)
-    holder = reader.execute(select(Holder).where(Holder.meeting_id == meeting.id)
-                            .where(Holder.holder_no == holder_no)).scalar_one_or_none()
+    holder = reader.execute(_HOLDER, {"meeting_id": meeting.id, "holder_no": holder_no}).scalar_one_or_none()
     if holder is None or holder.id_hmac != id_hmac:
         raise _refuse("not_the_holder", "the signer is not the registered holder named", 403)
     return SignedBy(holder, result.signer.serial, reference, id_hmac)
@@ -133,7 +149,7 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
         raise _refuse(exc.code, str(exc)) from exc
     if meeting_public_id is not None and ballot.meeting_id != meeting_public_id:
         raise _refuse("meeting_mismatch", "the ballot was signed for another meeting")
-    meeting = reader.execute(select(Meeting).where(Meeting.public_id == ballot.meeting_id)).scalar_one_or_none()
+    meeting = reader.execute(_MEETING, {"public_id": ballot.meeting_id}).scalar_one_or_none()
     if meeting is None or meeting.status == "draft":
         raise NotFound("no such meeting", code="unknown_meeting")
     _check_open(meeting.status, meeting.opens_at, meeting.closes_at, received_at)
@@ -148,30 +164,27 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
     except BallotError as exc:
         raise _refuse(exc.code, str(exc)) from exc
     # Recording: the meeting row is locked, which orders the meeting's ballots and log.
-    locked = session.execute(select(Meeting.status, Meeting.opens_at, Meeting.closes_at)
-                             .where(Meeting.id == meeting.id).with_for_update()).one()
+    connection = session.connection()
+    locked = connection.execute(_LOCK_MEETING, {"meeting_id": meeting.id}).one()
     if stamp_on_lock:  # received when its turn came: the order of the log is the order of receipt
         received_at = utcnow()
     _check_open(locked.status, locked.opens_at, locked.closes_at, received_at)
-    current = session.execute(select(Holder.id, Holder.id_hmac).where(Holder.meeting_id == meeting.id)
-                              .where(Holder.holder_no == ballot.holder_no)).first()
+    current = connection.execute(_HOLDER_NOW, {"meeting_id": meeting.id, "holder_no": ballot.holder_no}).first()
     if current is None or current.id != holder.id or current.id_hmac != signed.id_hmac:
         raise Conflict("the register changed while the ballot was checked: send it again", code="register_changed")
     ballot_sha256 = digest.hex()
-    if session.execute(select(BallotRow.id).where(BallotRow.meeting_id == meeting.id)
-                       .where(BallotRow.ballot_sha256 == ballot_sha256)).first():
+    if connection.execute(_DUPLICATE, {"meeting_id": meeting.id, "ballot_sha256": ballot_sha256}).first():
         raise Conflict("this ballot was already received", code="duplicate_ballot")
     status = _status_on_arrival(session, meeting, holder)
     index, tree_head = ballot_log.append(
         session, pki, meeting_id=meeting.id or 0, meeting_public_id=meeting.public_id,
         entry=log_entry(meeting.public_id, holder.holder_no, ballot_sha256, hashlib.sha256(cms).hexdigest(),
                         received_at))
-    session.add(BallotRow(
-        meeting_id=meeting.id or 0, holder_id=holder.id or 0, ballot_sha256=ballot_sha256, payload=payload,
-        cms=cms, signer_serial=signed.signer_serial, investor_reference=signed.investor_reference,
-        received_at=received_at,
-        status=status, leaf_index=index,
-        item_status=json.dumps({k: v for k, v in item_status.items() if v != "ok"})))
+    connection.execute(_INSERT_BALLOT, {
+        "meeting_id": meeting.id, "holder_id": holder.id, "ballot_sha256": ballot_sha256, "payload": payload,
+        "cms": cms, "signer_serial": signed.signer_serial, "investor_reference": signed.investor_reference,
+        "received_at": received_at, "status": status, "leaf_index": index,
+        "item_status": json.dumps({k: v for k, v in item_status.items() if v != "ok"})})
     if status == "counted":
         elections = {item.item_id for item in agenda if item.is_election}
         running.apply(session, meeting.id or 0, agenda, [running.CountedBallot(
@@ -201,13 +214,11 @@ def _status_on_arrival(session: Session, meeting: Meeting, holder: Holder) -> st
     """``counted`` for the holder's first standing ballot; ``superseded`` after one;
     ``overridden_by_proxy`` when a proxy is registered. The meeting row is locked, so
     ballots of one meeting arrive one at a time; the partial unique index backs it up."""
-    proxy = session.execute(select(Attendance.id).where(Attendance.meeting_id == meeting.id)
-                            .where(Attendance.holder_id == holder.id).where(Attendance.mode == "proxy")).first()
+    connection = session.connection()
+    proxy = connection.execute(_PROXY, {"meeting_id": meeting.id, "holder_id": holder.id}).first()
     if proxy is not None:
         return "overridden_by_proxy"
-    standing = session.execute(select(BallotRow.id).where(BallotRow.meeting_id == meeting.id)
-                               .where(BallotRow.holder_id == holder.id)
-                               .where(BallotRow.status.in_(("counted", "superseded")))).first()  # type: ignore[attr-defined]
+    standing = connection.execute(_STANDING, {"meeting_id": meeting.id, "holder_id": holder.id}).first()
     return "superseded" if standing is not None else "counted"
 
 

@@ -16,15 +16,23 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session
 
-from core.db import utcnow
+from core.db import UTCDateTime, utcnow
 from voting.agenda import AgendaItem, Choice
 from voting.ballot import parse_ballot, typed_choices
 from voting.calendar import TAIPEI
 from voting.models import BallotRow, Holder, RunningTally
 from voting.tally import PresentHolder, TallyCounts
+
+
+# Built once: every counted ballot runs them.
+_LOCK = (select(RunningTally.counts, RunningTally.turnout).where(RunningTally.meeting_id == bindparam("meeting_id"))
+         .with_for_update())
+_STORE = (update(RunningTally).where(RunningTally.meeting_id == bindparam("tally_meeting"))
+          .values(counts=bindparam("new_counts"), turnout=bindparam("new_turnout"),
+                  updated_at=bindparam("now", type_=UTCDateTime())))
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,7 @@ def apply(session: Session, meeting_id: int, agenda: Sequence[AgendaItem], ballo
     ballots = list(ballots)
     if not ballots:
         return
-    row = session.execute(select(RunningTally.counts, RunningTally.turnout)
-                          .where(RunningTally.meeting_id == meeting_id).with_for_update()).first()
+    row = session.connection().execute(_LOCK, {"meeting_id": meeting_id}).first()
     if row is None:
         return
     counts = TallyCounts.from_json(json.loads(row.counts))
@@ -78,8 +85,8 @@ def apply(session: Session, meeting_id: int, agenda: Sequence[AgendaItem], ballo
         bucket = turnout.setdefault(hour_key(ballot.received_at), [0, 0])
         bucket[0] += sign
         bucket[1] += sign * ballot.votable_shares
-    session.execute(update(RunningTally).where(RunningTally.meeting_id == meeting_id).values(
-        counts=json.dumps(counts.to_json()), turnout=json.dumps(turnout, sort_keys=True), updated_at=utcnow()))
+    session.connection().execute(_STORE, {"tally_meeting": meeting_id, "new_counts": json.dumps(counts.to_json()),
+                                          "new_turnout": json.dumps(turnout, sort_keys=True), "now": utcnow()})
 
 
 def counted_ballots(session: Session, meeting_id: int, ballot_ids: Iterable[int],

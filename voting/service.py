@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from fractions import Fraction
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
 from core import audit
@@ -179,10 +179,13 @@ def list_meetings(session: Session, actor: Actor) -> list[Meeting]:
     return list(session.execute(statement).scalars())
 
 
+_AGENDA = (select(AgendaItemRow).where(AgendaItemRow.meeting_id == bindparam("meeting_id"))
+           .order_by(AgendaItemRow.position))  # built once: every ballot reads the agenda
+
+
 def agenda_rows(session: Session, meeting_id: int) -> list[AgendaItemRow]:
     """The agenda in its order."""
-    return list(session.execute(select(AgendaItemRow).where(AgendaItemRow.meeting_id == meeting_id)
-                                .order_by(AgendaItemRow.position)).scalars())
+    return list(session.execute(_AGENDA, {"meeting_id": meeting_id}).scalars())
 
 
 def agenda_of(rows: list[AgendaItemRow]) -> list[AgendaItem]:
