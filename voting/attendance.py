@@ -28,9 +28,10 @@ from core.auth import Actor
 from core.db import utcnow
 from core.errors import AppError, BadRequest, Conflict, NotFound
 from voting import ballot_log, running, service
-from voting.ballots import Receipt, signed_by_holder
 from voting.access import visible_meeting
 from voting.ballot import Ballot, BallotError, check_choices
+from voting.ballots import Receipt, signed_by_holder
+from voting.evidence import status_evidence
 from voting.models import AgendaItemRow, Attendance, BallotRevocation, BallotRow, Holder, Meeting, Recusal
 
 REVOCATION_TYPE = "cloudseal.revocation/1"
@@ -109,7 +110,8 @@ def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meet
     if session.execute(select(BallotRevocation.id).where(BallotRevocation.meeting_id == meeting.id)
                        .where(BallotRevocation.payload_sha256 == payload_sha256)).first():
         raise Conflict("this revocation was already received", code="duplicate_revocation")
-    holder = signed_by_holder(session, pki, meeting, data["holder"], payload, cms).holder
+    signed = signed_by_holder(session, pki, meeting, data["holder"], payload, cms)
+    holder = signed.holder
     standing = session.execute(select(BallotRow.id, BallotRow.ballot_sha256).where(BallotRow.meeting_id == meeting.id)
                                .where(BallotRow.holder_id == holder.id)
                                .where(BallotRow.status.in_(STANDING))  # type: ignore[attr-defined]
@@ -117,6 +119,7 @@ def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meet
     if not standing:
         raise Conflict("there is no e-vote to revoke", code="nothing_to_revoke")
     revoked = [row.ballot_sha256 for row in standing]
+    evidence = status_evidence(session, pki, signed.signer_serial, received_at)
     index, tree_head = ballot_log.append(
         session, pki, meeting_id=meeting.id or 0, meeting_public_id=meeting.public_id,
         entry=revocation_log_entry(meeting.public_id, holder.holder_no, payload_sha256,
@@ -132,7 +135,8 @@ def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meet
     for row in standing:
         session.add(BallotRevocation(meeting_id=meeting.id or 0, holder_id=holder.id or 0, ballot_id=row.id,
                                      received_at=received_at, payload=payload, payload_sha256=payload_sha256,
-                                     cms=cms, leaf_index=index, receipt=json.dumps(receipt.to_json())))
+                                     cms=cms, leaf_index=index, receipt=json.dumps(receipt.to_json()),
+                                     revocation_evidence=evidence))
     session.flush()
     audit.record(session, actor=f"holder:{holder.holder_no}", tenant=meeting.issuer_code, action="ballot.revoke",
                  object_type="meeting", object_id=meeting.public_id,

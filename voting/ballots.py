@@ -29,6 +29,7 @@ from ra.models import Credential, Investor
 from signing.evidence import platform_verifier
 from voting import ballot_log, running, service
 from voting.ballot import BallotError, check_choices, parse_ballot, typed_choices
+from voting.evidence import status_evidence
 from voting.models import Attendance, BallotRow, Holder, Meeting
 
 RECEIPT_TYPE = "cloudseal.receipt/1"
@@ -176,6 +177,7 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
     if connection.execute(_DUPLICATE, {"meeting_id": meeting.id, "ballot_sha256": ballot_sha256}).first():
         raise Conflict("this ballot was already received", code="duplicate_ballot")
     status = _status_on_arrival(session, meeting, holder)
+    evidence = status_evidence(session, pki, signed.signer_serial, received_at)
     index, tree_head = ballot_log.append(
         session, pki, meeting_id=meeting.id or 0, meeting_public_id=meeting.public_id,
         entry=log_entry(meeting.public_id, holder.holder_no, ballot_sha256, hashlib.sha256(cms).hexdigest(),
@@ -183,7 +185,7 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
     connection.execute(_INSERT_BALLOT, {
         "meeting_id": meeting.id, "holder_id": holder.id, "ballot_sha256": ballot_sha256, "payload": payload,
         "cms": cms, "signer_serial": signed.signer_serial, "investor_reference": signed.investor_reference,
-        "received_at": received_at, "status": status, "leaf_index": index,
+        "received_at": received_at, "status": status, "leaf_index": index, "revocation_evidence": evidence,
         "item_status": json.dumps({k: v for k, v in item_status.items() if v != "ok"})})
     if status == "counted":
         elections = {item.item_id for item in agenda if item.is_election}

@@ -176,6 +176,8 @@ class BallotRevocation(SQLModel, table=True):
     leaf_index: int | None = Field(default=None, description="the revocation's entry in the meeting's log")
     receipt: str | None = Field(default=None, sa_column=Column(Text),
                                 description="JSON: the sealed receipt given to the holder")
+    revocation_evidence: bytes | None = Field(default=None, sa_column=Column(LargeBinary),
+                                              description="OCSP response for the signer at receipt (DER)")
 
 
 class Attendance(SQLModel, table=True):
@@ -264,3 +266,14 @@ class RunningTally(SQLModel, table=True):
                          description="JSON: Taipei hour -> [holders, shares] of counted e-votes received then")
     frozen_tally: str | None = Field(default=None, sa_column=Column(Text), description="JSON, set when frozen")
     updated_at: dt.datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class MeetingReport(SQLModel, table=True):
+    """The signed PDF report of a frozen meeting (PAdES, sealed by the platform)."""
+
+    __tablename__ = "vote_report"
+
+    meeting_id: int = Field(primary_key=True, foreign_key="vote_meeting.id")
+    pdf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    pdf_sha256: str = Field(max_length=64)
+    created_at: dt.datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
