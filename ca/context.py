@@ -57,6 +57,8 @@ class Pki:
     # Where checks that must not take a write lock read from (SQLite: the lock-free engine).
     read_engine: Engine | None = None
     clock: Callable[[], dt.datetime] = utcnow
+    # RFC 3161 timestamp authority for sealed PDF reports (PAdES B-LTA); None: no timestamps.
+    tsa_url: str | None = None
     _ca_certs: dict[str, x509.Certificate] = field(default_factory=dict, repr=False)
     _authorities: dict[str, Authority] = field(default_factory=dict, repr=False)
     _signing_keys: dict[tuple[str, str], object] = field(default_factory=dict, repr=False)

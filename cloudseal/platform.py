@@ -94,6 +94,7 @@ def build_platform(settings: Settings) -> Platform:
         read_engine=read_engine,
         crl_validity=dt.timedelta(hours=settings.crl_validity_hours),
         ocsp_validity=dt.timedelta(hours=settings.ocsp_validity_hours),
+        tsa_url=settings.tsa_url,
     )
     return Platform(
         settings=settings, engine=engine, read_engine=read_engine, keystore=keystore, pki=pki,

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         description="OID arc under which certificate policy OIDs are minted",
     )
     organization: str = "cloudseal"
+    tsa_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="RFC 3161 timestamp authority (http/https URL) for sealed PDF reports (PAdES B-LTA); "
+                    "its certificate must chain to the platform root",
+    )
     country: str = "TW"
 
     @property

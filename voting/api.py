@@ -13,6 +13,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlmodel import Session
@@ -21,6 +22,7 @@ from core.errors import NotFound
 from core.validation import DB_ID_MAX
 from core.web import ActorDep, ReadSessionDep, SessionDep, request_sessions
 from voting import attendance, ballot_log, ballots, register, results, service
+from voting import exports, reports
 from voting.access import READ_ROLES, visible_meeting
 from voting.calendar import last_moment_display
 from voting.models import Meeting
@@ -127,8 +129,9 @@ def publish(meeting_id: MeetingId, session: SessionDep, actor: ActorDep) -> Meet
 
 @voting_router.post("/meetings/{meeting_id}/freeze", response_model=MeetingOut,
                     summary="Freeze the final tally (no change afterwards)")
-def freeze(meeting_id: MeetingId, session: SessionDep, actor: ActorDep) -> MeetingOut:
-    return _meeting_out(session, service.freeze_meeting(session, actor=actor, meeting_id=meeting_id))
+def freeze(meeting_id: MeetingId, request: Request, session: SessionDep, actor: ActorDep) -> MeetingOut:
+    meeting = service.freeze_meeting(session, request.app.state.pki, actor=actor, meeting_id=meeting_id)
+    return _meeting_out(session, meeting)
 
 
 @voting_router.post("/meetings/{meeting_id}/items", status_code=201,
@@ -231,3 +234,41 @@ def consistency(public_id: PublicId, session: ReadSessionDep, old_size: Annotate
     meeting = _published(session, public_id)
     path = ballot_log.consistency_proof(session, meeting.id or 0, old_size, new_size)
     return ConsistencyOut(old_size=old_size, new_size=new_size, path=[base64.b64encode(h).decode() for h in path])
+
+
+def _attachment(meeting: Meeting, name: str) -> str:
+    return f'attachment; filename="{meeting.issuer_code}-{meeting.public_id}-{name}"'
+
+
+@voting_router.get("/meetings/{meeting_id}/report.pdf", response_class=Response,
+                   responses={200: {"content": {"application/pdf": {}}}},
+                   summary="The PAdES-sealed PDF report of a frozen meeting (409 before freezing)")
+def report_pdf(meeting_id: MeetingId, session: ReadSessionDep, actor: ActorDep) -> Response:
+    meeting, report = reports.report_for(session, actor, meeting_id)
+    headers = {"Content-Disposition": _attachment(meeting, "report.pdf"), "ETag": f'"{report.pdf_sha256}"'}
+    return Response(report.pdf, media_type="application/pdf", headers=headers)
+
+
+@voting_router.get("/meetings/{meeting_id}/exports/tally.csv", response_class=Response,
+                   responses={200: {"content": {"text/csv": {}}}},
+                   summary="The tally as CSV: frozen, or the running tally before freezing (X-Tally-Status)")
+def tally_csv(meeting_id: MeetingId, session: ReadSessionDep, actor: ActorDep) -> Response:
+    """Allowed before freezing: the file is then the running tally, and says so in its name
+    and in the ``X-Tally-Status`` header."""
+    meeting, text = exports.tally_csv(session, actor, meeting_id)
+    status = "frozen" if meeting.status == "frozen" else "running"
+    return Response(text.encode(), media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": _attachment(meeting, f"tally-{status}.csv"), "X-Tally-Status": status})
+
+
+@voting_router.get("/meetings/{meeting_id}/exports/ballots.csv", response_class=StreamingResponse,
+                   responses={200: {"content": {"text/csv": {}}}},
+                   summary="Every ballot received (holder, time, status, hash, log index), streamed")
+def ballots_csv(meeting_id: MeetingId, request: Request, session: ReadSessionDep, actor: ActorDep) -> StreamingResponse:
+    """For hosts of the issuer, operators and auditors (frozen meetings); allowed before
+    freezing (the ballots received so far). Streamed in chunks read from the database."""
+    meeting = exports.exportable_meeting(session, actor, meeting_id)
+    chunks = (text.encode() for text in exports.ballots_csv(request.app.state.read_engine, meeting.id or 0))
+    return StreamingResponse(chunks, media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": _attachment(meeting, "ballots.csv")})
+

@@ -17,6 +17,7 @@ from fractions import Fraction
 from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
+from ca.context import Pki
 from core import audit
 from core.auth import Actor, Role, require_role
 from core.db import utcnow
@@ -25,7 +26,7 @@ from voting import calendar, running
 from voting.access import MEETING_ROLES, can_see_issuer, visible_meeting
 from voting.agenda import ITEM_KINDS, NOT_ELECTRONICALLY_VOTABLE, AgendaItem
 from voting.models import AgendaItemRow, Issuer, Meeting
-from voting.thresholds import MeetingRules, at_least, more_than
+from voting.thresholds import MeetingRules, configured_rules
 
 _ISSUER_CODE = re.compile(r"[0-9A-Z]{2,16}")
 _ITEM_KEY = re.compile(r"[0-9A-Za-z._-]{1,16}")
@@ -98,10 +99,7 @@ def parse_thresholds(thresholds: dict[str, str] | None) -> dict[str, str] | None
 
 def meeting_rules(meeting: Meeting) -> MeetingRules:
     """The thresholds the tally applies: the statute's, or the articles' where stricter."""
-    configured = json.loads(meeting.thresholds or "{}")
-    options = {name: (more_than(Fraction(v[1:])) if v.startswith(">") else at_least(Fraction(v)))
-               for name, v in configured.items()}
-    return MeetingRules(public_company=meeting.public_company, **options)
+    return configured_rules(meeting.public_company, json.loads(meeting.thresholds or "{}"))
 
 
 def _check_items(items: list[AgendaItemIn], *, at_meeting: bool) -> None:
@@ -230,20 +228,26 @@ def add_items_at_meeting(session: Session, *, actor: Actor, meeting_id: int, ite
                  object_type="meeting", object_id=meeting.public_id, details={"items": [i.key for i in items]})
 
 
-def freeze_meeting(session: Session, *, actor: Actor, meeting_id: int) -> Meeting:
+def freeze_meeting(session: Session, pki: Pki, *, actor: Actor, meeting_id: int) -> Meeting:
     """Freeze the final tally once the meeting has voted: nothing about it changes afterwards
-    (ballots, revocations, attendance, recusals, register and agenda all refuse a frozen meeting)."""
+    (ballots, revocations, attendance, recusals, register and agenda all refuse a frozen meeting).
+
+    The PDF report of the frozen tally is rendered, sealed by the platform (PAdES) and stored
+    in the same transaction: 409 ``report_not_sealed`` (nothing frozen) when it cannot be sealed."""
     meeting = visible_meeting(session, actor, meeting_id, for_update=True)
     if meeting.status != "published":
         raise Conflict(f"the meeting is {meeting.status}", code="meeting_not_published")
     if utcnow() < meeting.closes_at:
         raise Conflict("the tally is frozen at the meeting, after e-voting closed", code="meeting_not_started")
-    from voting.results import freeze_tally  # the tally reads the service's agenda: imported late
+    from voting.reports import store_report  # the report and the tally read the service's agenda: imported late
+    from voting.results import freeze_tally
 
-    freeze_tally(session, meeting)
-    meeting.status, meeting.frozen_at = "frozen", utcnow()
+    frozen_at = utcnow()
+    result = freeze_tally(session, meeting)
+    meeting.status, meeting.frozen_at = "frozen", frozen_at
     session.add(meeting)
     session.flush()
+    store_report(session, pki, meeting, result.as_dict(), frozen_at)
     audit.record(session, actor=actor.label, tenant=meeting.issuer_code, action="meeting.freeze",
                  object_type="meeting", object_id=meeting.public_id)
     return meeting

@@ -152,3 +152,19 @@ def decide_special(rules: MeetingRules, present: int, outstanding: int, for_vote
     adopted = public_majority.met(for_votes, denominator)
     rule = _named("special_public_majority_present", public_quorum_art or public_majority_art)
     return Decision(rule, True, adopted, public_quorum, public_majority)
+
+
+def configured_rules(public_company: bool, configured: dict[str, str] | None) -> MeetingRules:
+    """The rules of a meeting from its stored thresholds: fractions like ``"2/3"`` ("that or
+    more") or ``">1/2"`` ("more than"), keyed by :class:`MeetingRules` field names, as
+    ``voting.service.parse_thresholds`` stores them. ``ValueError`` on anything else."""
+    options: dict[str, Threshold] = {}
+    for name, value in (configured or {}).items():
+        if name not in _CONFIGURABLE or not isinstance(value, str):
+            raise ValueError(f"unknown threshold {name!r}")
+        options[name] = more_than(Fraction(value[1:])) if value.startswith(">") else at_least(Fraction(value))
+    return MeetingRules(public_company=public_company, **options)  # type: ignore[arg-type]
+
+
+_CONFIGURABLE = frozenset({"ordinary_quorum", "ordinary_majority", "special_quorum", "special_majority",
+                           "special_public_quorum", "special_public_majority"})

@@ -157,7 +157,7 @@ def test_after_the_deadline_a_holder_learns_the_ballot_was_recorded_and_why_it_d
     with session_scope(platform.engine) as session:
         assert code_of(lambda: ballots.confirm_ballot(session, meeting_public_id=meeting, ballot_sha256=str(
             first.statement["ballot_sha256"]))) == "tally_not_final"
-        voting_service.freeze_meeting(session, actor=HOST, meeting_id=row.id or 0)
+        voting_service.freeze_meeting(session, platform.pki, actor=HOST, meeting_id=row.id or 0)
     with session_scope(platform.engine) as session:
         counted = ballots.confirm_ballot(session, meeting_public_id=meeting,
                                          ballot_sha256=str(first.statement["ballot_sha256"]))
@@ -205,7 +205,7 @@ def test_nothing_changes_after_the_tally_is_frozen(platform: Platform) -> None:
     submit(platform, *signed(platform, alice, meeting), received_at=row.closes_at - dt.timedelta(hours=1))
     with session_scope(platform.engine) as session:
         before = results.tally_for(session, HOST, row.id or 0)
-        voting_service.freeze_meeting(session, actor=HOST, meeting_id=row.id or 0)
+        voting_service.freeze_meeting(session, platform.pki, actor=HOST, meeting_id=row.id or 0)
     with session_scope(platform.engine) as session:
         refusals = {
             code_of(lambda: attendance.record_attendance(session, actor=HOST, meeting_id=row.id or 0, holder_no="H002",

@@ -50,18 +50,19 @@ class Voter:
 
 
 def make_meeting(platform: Platform, holders: list[tuple[str, str, int]], *, issuer: str = "2330",
-                 held_yesterday: bool = False) -> str:
+                 held_yesterday: bool = False, items: list[AgendaItemIn] | None = None, title: str = "2026 AGM",
+                 issuer_name: str | None = None) -> str:
     """A published meeting whose e-voting window is open now (or, ``held_yesterday``, closed
-    and the meeting under way); returns its public id."""
+    and the meeting under way); returns its public id. ``items`` default to ``ITEMS``."""
     today = dt.datetime.now(TAIPEI).date() - (dt.timedelta(days=11) if held_yesterday else dt.timedelta())
     with session_scope(platform.engine) as session:
         if not service.list_issuers(session, OPERATOR) or issuer not in {i.code for i in service.list_issuers(
                 session, OPERATOR)}:
-            service.create_issuer(session, actor=OPERATOR, code=issuer, name=f"Issuer {issuer}")
+            service.create_issuer(session, actor=OPERATOR, code=issuer, name=issuer_name or f"Issuer {issuer}")
         meeting = service.create_meeting(
-            session, actor=Actor("hana", Role.ISSUER_HOST, issuer), issuer_code=issuer, title="2026 AGM",
+            session, actor=Actor("hana", Role.ISSUER_HOST, issuer), issuer_code=issuer, title=title,
             meeting_date=today + dt.timedelta(days=10), book_closure_date=today - dt.timedelta(days=2),
-            notice_published_on=today - dt.timedelta(days=5), public_company=True, items=ITEMS)
+            notice_published_on=today - dt.timedelta(days=5), public_company=True, items=items or ITEMS)
         for holder_no, id_number, shares in holders:
             session.add(Holder(meeting_id=meeting.id or 0, holder_no=holder_no, name=holder_no, shares=shares,
                                non_voting_shares=0,

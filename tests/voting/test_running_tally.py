@@ -87,7 +87,7 @@ def test_the_live_tally_equals_a_recount_through_every_kind_of_change(platform: 
 
     with session_scope(platform.engine) as session:
         live = results.tally_for(session, HOST, meeting.id or 0)
-        voting_service.freeze_meeting(session, actor=HOST, meeting_id=meeting.id or 0)
+        voting_service.freeze_meeting(session, platform.pki, actor=HOST, meeting_id=meeting.id or 0)
     with session_scope(platform.engine) as session:
         frozen = results.tally_for(session, HOST, meeting.id or 0)
         stored = session.get(RunningTally, meeting.id)
