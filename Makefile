@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/register.py
 	$(BIN)/python bench/tally.py
 	$(BIN)/python bench/ballots.py
+	$(BIN)/python bench/audit.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

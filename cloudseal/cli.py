@@ -9,6 +9,7 @@ import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 import typer
@@ -33,7 +34,8 @@ from voting.register import RegisterRejected, import_register
 
 app = typer.Typer(help="cloudseal: shared RA/CA, remote signing and shareholder e-voting.",
                   no_args_is_help=True)
-audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log, and auditor bundles of frozen meetings.",
+                        no_args_is_help=True)
 pki_app = typer.Typer(help="PKI upkeep.", no_args_is_help=True)
 token_app = typer.Typer(help="Access tokens for staff (operators bootstrap with these).",
                         no_args_is_help=True)
@@ -168,8 +170,25 @@ def brokers_create(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the audit chain; exit 1 if any entry was edited, inserted or deleted."""
+def audit_verify(
+    bundle: Path = typer.Argument(None, help="an auditor bundle (.zip) to re-verify offline; without it, "
+                                              "the audit log's hash chain is verified", show_default=False),
+    root: Path = typer.Option(None, "--root", help="the platform's root certificate (PEM or DER) the bundle "
+                                                   "must chain to (needed with BUNDLE)", show_default=False),
+    workers: int = typer.Option(2, min=0, max=64, help="processes checking signatures (0: none)"),
+) -> None:
+    """Recompute the audit chain; exit 1 if any entry was edited, inserted or deleted.
+
+    With BUNDLE and --root: re-verify a meeting's auditor bundle offline (signatures, OCSP
+    evidence, the Merkle log, the Company Act rules, every figure of the frozen tally) using
+    nothing but the bundle and the root; exit 0 when everything agrees, 1 on any difference.
+    """
+    if bundle is not None:
+        if root is None:
+            raise typer.BadParameter("give the root certificate to verify the bundle against", param_hint="--root")
+        from cloudseal.audit_cli import verify_bundle_command
+
+        raise typer.Exit(verify_bundle_command(bundle, root, workers, out=Console(), err=console))
     settings = get_settings()
     engine = make_engine(settings.database_url)
     try:
@@ -184,6 +203,23 @@ def audit_verify() -> None:
         console.print(f"[red]{problem}[/red]")
     console.print(f"audit log BROKEN: {len(report.problems)} problem(s) in {report.entries} entries")
     sys.exit(1)
+
+
+@audit_app.command("bundle")
+def audit_bundle(
+    meeting: str = typer.Option(..., "--meeting", help="the frozen meeting's public id"),
+    out: Path = typer.Option(..., "--out", help="where to write the bundle (.zip)"),
+) -> None:
+    """Write the auditor bundle of a frozen meeting from the configured database (sealed by
+    the platform; verify it with `cloudseal audit verify BUNDLE --root root.crt`)."""
+    from cloudseal.audit_cli import write_bundle_command
+
+    with _exit_on_refusal():
+        manifest = write_bundle_command(meeting, out, err=console)
+    counts = manifest["counts"]
+    console.print(f"bundle of meeting {escape(meeting)} written to {escape(str(out))}: {counts['holders']:,} holders, "
+                  f"{counts['ballots']:,} ballots, {counts['revocations']:,} revocations, "
+                  f"{counts['tree_heads']:,} tree heads")
 
 
 @token_app.command("issue")

@@ -20,7 +20,6 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
 
 import httpx
 from cryptography import x509
@@ -35,54 +34,20 @@ from sqlmodel import Session
 
 from ca.models import IssuedCertificate
 from ca.ocsp import issuer_hashes
+# The statuses and the source protocol are pure (an offline verifier uses them): re-exported here.
+from signing.status import CLOCK_SKEW as CLOCK_SKEW
+from signing.status import GOOD as GOOD
+from signing.status import ON_HOLD as ON_HOLD
+from signing.status import REVOKED as REVOKED
+from signing.status import UNKNOWN as UNKNOWN
+from signing.status import CertificateStatus as CertificateStatus
+from signing.status import RevocationSource as RevocationSource
+from signing.status import utcnow as utcnow
 
-GOOD, REVOKED, ON_HOLD, UNKNOWN = "good", "revoked", "on_hold", "unknown"
 OCSP_PATH = "/pki/ocsp"
 MAX_OCSP_RESPONSE_BYTES = 64 * 1024
 MAX_CRL_BYTES = 16 * 1024 * 1024
-# Clocks differ: a response "produced" a little in the future is still accepted.
-CLOCK_SKEW = dt.timedelta(minutes=5)
 MAX_CACHED_ANSWERS = 100_000
-
-
-def utcnow() -> dt.datetime:
-    """The current time, aware UTC."""
-    return dt.datetime.now(dt.timezone.utc)
-
-
-@dataclass(frozen=True)
-class CertificateStatus:
-    """A certificate's current revocation status as one source reports it.
-
-    ``revocation_reason`` uses the RFC 5280 names the CA stores (``keyCompromise``,
-    ``certificateHold`` …); ``detail`` says why a status is ``unknown``.
-    """
-
-    status: str
-    revocation_time: dt.datetime | None = None
-    revocation_reason: str | None = None
-    source: str = ""
-    detail: str | None = None
-
-    def at(self, when: dt.datetime) -> str:
-        """The status at ``when``: a revocation (or hold) after ``when`` did not apply yet.
-
-        Revocation times have whole seconds, so a revocation in the same second as ``when``
-        counts as before it: a signature is never given the benefit of that doubt.
-        """
-        if self.status in (REVOKED, ON_HOLD):
-            if self.revocation_time is None or self.revocation_time <= when:
-                return self.status
-            return GOOD
-        return self.status
-
-
-class RevocationSource(Protocol):
-    """Anything that can tell a certificate's current status."""
-
-    def status(self, certificate: x509.Certificate, issuer: x509.Certificate) -> CertificateStatus:
-        """The status of ``certificate``, issued by ``issuer``; never raises."""
-        ...
 
 
 def _unknown(source: str, detail: str) -> CertificateStatus:

@@ -1,8 +1,10 @@
 """Verifying order and ballot signatures (detached CAdES-BES CMS) the way brokers need it.
 
 A :class:`Verifier` holds the trust anchors (the platform's root, from ``/pki/chain.pem``)
-and a revocation source (:mod:`signing.revocation`). :meth:`Verifier.verify` checks, in
-this order, and stops at the first failure with its stable reason code:
+and a revocation source (:class:`signing.status.RevocationSource`: the online ones are in
+:mod:`signing.revocation`, an offline one in :mod:`voting.audit_trust`). It imports nothing
+of the database or the network. :meth:`Verifier.verify` checks, in this order, and stops at
+the first failure with its stable reason code:
 
 1. the CMS parses (``malformed``, ``unsupported_algorithm``);
 2. it signs the given document (``digest_mismatch``) with the signer certificate's key
@@ -47,7 +49,7 @@ from signing.cms_parse import (
     _decode_input,
     parse_detached_cms,
 )
-from signing.revocation import (
+from signing.status import (
     GOOD,
     ON_HOLD,
     REVOKED,

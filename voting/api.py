@@ -23,6 +23,7 @@ from core.validation import DB_ID_MAX
 from core.web import ActorDep, ReadSessionDep, SessionDep, request_sessions
 from voting import attendance, ballot_log, ballots, register, results, service
 from voting import exports, reports
+from voting import bundle as auditor_bundle
 from voting.access import READ_ROLES, visible_meeting
 from voting.calendar import last_moment_display
 from voting.models import Meeting
@@ -272,3 +273,17 @@ def ballots_csv(meeting_id: MeetingId, request: Request, session: ReadSessionDep
     return StreamingResponse(chunks, media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": _attachment(meeting, "ballots.csv")})
 
+
+@voting_router.get("/meetings/{meeting_id}/bundle.zip", response_class=StreamingResponse,
+                   responses={200: {"content": {"application/zip": {}}}},
+                   summary="The auditor bundle of a frozen meeting (409 before freezing), streamed")
+def bundle_zip(meeting_id: MeetingId, request: Request, session: ReadSessionDep, actor: ActorDep) -> StreamingResponse:
+    """For hosts of the issuer, operators and auditors: every signed ballot and revocation,
+    the certificates, CRLs and OCSP evidence, the sealed tree heads, the register, the room
+    and the frozen tally, sealed by the platform (format: :mod:`voting.bundle`). Written to a
+    temporary file, so memory stays flat whatever the meeting's size, then streamed.
+    ``cloudseal audit verify BUNDLE --root root.crt`` re-checks it offline."""
+    meeting = auditor_bundle.bundle_meeting(session, actor, meeting_id)
+    stream = auditor_bundle.bundle_file(session, request.app.state.pki, meeting)
+    return StreamingResponse(auditor_bundle.iter_file(stream), media_type="application/zip",
+                             headers={"Content-Disposition": _attachment(meeting, "bundle.zip")})

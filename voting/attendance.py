@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 
 import rfc8785
@@ -32,45 +31,12 @@ from voting.access import visible_meeting
 from voting.ballot import Ballot, BallotError, check_choices
 from voting.ballots import Receipt, signed_by_holder
 from voting.evidence import status_evidence
+from voting.log_records import build_revocation as build_revocation  # the holder's side, re-exported
+from voting.log_records import log_time, parse_revocation, revocation_log_entry
 from voting.models import AgendaItemRow, Attendance, BallotRevocation, BallotRow, Holder, Meeting, Recusal
 
-REVOCATION_TYPE = "cloudseal.revocation/1"
-REVOCATION_ENTRY_TYPE = "cloudseal.revocation-entry/1"
 REVOCATION_RECEIPT_TYPE = "cloudseal.revocation-receipt/1"
 STANDING = ("counted", "superseded")
-_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
-_MEETING_ID = re.compile(r"[0-9a-f]{32}")
-_HOLDER_NO = re.compile(r"[!-~]{1,32}")
-
-
-def build_revocation(meeting_id: str, holder_no: str, nonce: str, created_at: dt.datetime) -> bytes:
-    """The canonical bytes a holder signs to revoke their e-vote."""
-    return rfc8785.dumps({"type": REVOCATION_TYPE, "meeting": meeting_id, "holder": holder_no, "nonce": nonce,
-                          "created_at": created_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
-
-
-def _parse_revocation(payload: bytes) -> dict[str, str]:
-    try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BadRequest("a revocation is canonical JSON", code="malformed_revocation") from exc
-    if (not isinstance(data, dict) or set(data) != {"type", "meeting", "holder", "nonce", "created_at"}
-            or data.get("type") != REVOCATION_TYPE or not all(isinstance(v, str) for v in data.values())
-            or not _NONCE.fullmatch(data["nonce"]) or not _MEETING_ID.fullmatch(data["meeting"])
-            or not _HOLDER_NO.fullmatch(data["holder"]) or rfc8785.dumps(data) != payload):
-        raise BadRequest("not a canonical cloudseal revocation", code="malformed_revocation")
-    return data
-
-
-def revocation_log_entry(meeting_public_id: str, holder_no: str, revocation_sha256: str, cms_sha256: str,
-                         revoked: list[str], received_at: dt.datetime) -> bytes:
-    """The canonical log entry of an accepted revocation (its Merkle leaf is SHA-256(0x00 || entry)).
-
-    ``revoked`` lists the SHA-256 of the revoked ballots' payloads, in the order they were received.
-    """
-    return rfc8785.dumps({"type": REVOCATION_ENTRY_TYPE, "meeting": meeting_public_id, "holder": holder_no,
-                          "revocation_sha256": revocation_sha256, "cms_sha256": cms_sha256, "revoked": revoked,
-                          "received_at": ballot_log.log_time(received_at)})
 
 
 @dataclass(frozen=True)
@@ -95,7 +61,7 @@ def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meet
     """
     stamp_on_lock = received_at is None
     received_at = received_at or utcnow()
-    data = _parse_revocation(payload)
+    data = parse_revocation(payload)
     if meeting_public_id is not None and data["meeting"] != meeting_public_id:
         raise BadRequest("the revocation was signed for another meeting", code="meeting_mismatch")
     meeting = session.execute(select(Meeting).where(Meeting.public_id == data["meeting"])
@@ -126,7 +92,7 @@ def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meet
                                    hashlib.sha256(cms).hexdigest(), revoked, received_at))
     statement = {"type": REVOCATION_RECEIPT_TYPE, "meeting": meeting.public_id, "holder": holder.holder_no,
                  "revocation_sha256": payload_sha256, "revoked": revoked, "leaf_index": index,
-                 "received_at": ballot_log.log_time(received_at), "tree_head": tree_head.to_json()}
+                 "received_at": log_time(received_at), "tree_head": tree_head.to_json()}
     signature, serial = ballot_log.seal(session, pki, rfc8785.dumps(statement))
     receipt = Receipt(statement, signature, serial, "revoked")
     _count_out(session, meeting, [row.id for row in standing])

@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-import rfc8785
 from sqlalchemy import Executable, bindparam, insert, literal_column, select, union_all, update
 from sqlmodel import Session
 
@@ -34,9 +33,9 @@ from core.db import UTCDateTime, utcnow
 from core.errors import BadRequest, Conflict
 from hsm_sim.base import DigestAlgorithm, Mechanism
 from voting import merkle
+from voting.log_records import TREE_HEAD_TYPE, log_time, tree_head_statement
 from voting.models import LogLeaf, LogNode, LogState, TreeHead
 
-TREE_HEAD_TYPE = "cloudseal.tree-head/1"
 _SEAL_KEY = "cloudseal_seal_certificate"
 _LEAVES = LogLeaf.__table__  # type: ignore[attr-defined]
 _NODES = LogNode.__table__  # type: ignore[attr-defined]
@@ -82,17 +81,6 @@ class SignedTreeHead:
                 "root_hash": base64.b64encode(self.root_hash).decode(),
                 "issued_at": log_time(self.issued_at), "seal_serial": self.seal_serial,
                 "signature": base64.b64encode(self.signature).decode()}
-
-
-def log_time(moment: dt.datetime) -> str:
-    """How the log's statements write a moment: UTC, microseconds, e.g. 2026-06-01T15:59:59.000000Z."""
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def tree_head_statement(meeting: str, tree_size: int, root_hash: bytes, issued_at: dt.datetime) -> bytes:
-    """RFC 8785 JSON of a tree head without its signature: what the platform seal signs."""
-    return rfc8785.dumps({"type": TREE_HEAD_TYPE, "meeting": meeting, "tree_size": tree_size,
-                          "root_hash": base64.b64encode(root_hash).decode(), "issued_at": log_time(issued_at)})
 
 
 def seal(session: Session, pki: Pki, statement: bytes) -> tuple[bytes, str]:

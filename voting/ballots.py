@@ -30,10 +30,10 @@ from signing.evidence import platform_verifier
 from voting import ballot_log, running, service
 from voting.ballot import BallotError, check_choices, parse_ballot, typed_choices
 from voting.evidence import status_evidence
+from voting.log_records import log_entry
 from voting.models import Attendance, BallotRow, Holder, Meeting
 
 RECEIPT_TYPE = "cloudseal.receipt/1"
-LOG_ENTRY_TYPE = "cloudseal.ballot-entry/1"
 MAX_BALLOT_BYTES = 64 * 1024
 MAX_CMS_BYTES = 32 * 1024
 # Verifier reasons → the ballot error codes the app shows.
@@ -78,14 +78,6 @@ class Receipt:
 
 def _refuse(code: str, message: str, status: int = 400) -> AppError:
     return AppError(message, code=code, status_code=status)
-
-
-def log_entry(meeting_public_id: str, holder_no: str, ballot_sha256: str, cms_sha256: str,
-              received_at: dt.datetime) -> bytes:
-    """The canonical log entry of an accepted ballot (its Merkle leaf is SHA-256(0x00 || entry))."""
-    return rfc8785.dumps({"type": LOG_ENTRY_TYPE, "meeting": meeting_public_id, "holder": holder_no,
-                          "ballot_sha256": ballot_sha256, "cms_sha256": cms_sha256,
-                          "received_at": received_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
 
 
 def _signer_identity(session: Session, serial: str) -> tuple[str, str]:
