@@ -100,6 +100,10 @@ class CmsTemplate:
         return cms
 
 
+def _reference(certificate: x509.Certificate) -> str:
+    return str(certificate.subject.get_attributes_for_oid(x509.NameOID.SERIAL_NUMBER)[0].value)
+
+
 def build(platform, investors: int, count: int, path: Path) -> dict[str, int]:
     """Write the bundle of ``count`` ballots by ``investors`` holders to ``path``."""
     meetings, signers = setup(platform, investors, 1)
@@ -114,8 +118,8 @@ def build(platform, investors: int, count: int, path: Path) -> dict[str, int]:
         session.commit()
         writer = fmt.BundleWriter(path)
         with writer.lines(fmt.REGISTER) as out:
-            for holder_no, *_ in signers:
-                out.record(fmt.holder_record(holder_no, SHARES, 0, False))
+            for holder_no, _, certificate, *_ in signers:
+                out.record(fmt.holder_record(holder_no, SHARES, 0, False, _reference(certificate)))
         frontier, heads, revocations = merkle.MerkleFrontier(), [], []
         received, rule_ballots, rule_revocations, payloads = start, [], [], {}
         ocsp = [writer.add_ocsp(der) for der in evidence]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from core.errors import AppError
 from signing.cms import chain_to, verify_cms_signature
@@ -101,14 +102,20 @@ class Context:
     checker: SubmissionChecker
     meeting: str
     agenda: list[AgendaItem]
-    holders: dict[str, tuple[int, bool]]  # votable shares, nominee
+    holders: dict[str, tuple[int, bool, str | None]]  # votable shares, nominee, matched investor reference
+
+
+def investor_reference(certificate: x509.Certificate) -> str | None:
+    """The investor reference an investor certificate carries as its subject serialNumber."""
+    values = certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    return str(values[0].value) if len(values) == 1 else None
 
 
 _CONTEXT: Context | None = None
 
 
 def init_worker(state: TrustState, meeting: str, agenda: list[AgendaItem],
-                holders: dict[str, tuple[int, bool]]) -> None:
+                holders: dict[str, tuple[int, bool, str | None]]) -> None:
     """Set up a worker process: its own trust store, rebuilt (and re-admitted) from ``state``."""
     global _CONTEXT
     _CONTEXT = Context(SubmissionChecker(TrustStore.from_state(state)), meeting, agenda, holders)
@@ -159,11 +166,13 @@ def _check_submission(context: Context, job: tuple[Any, ...], problems: list[Dis
         problems.append(Disagreement(check, where, message, None if expected is None else str(expected),
                                      None if found is None else str(found), order))
 
+    signer: x509.Certificate | None = None
     if isinstance(evidence, str):
         fail("signatures", f"names the OCSP response {evidence}, which the bundle does not hold")
     else:
         try:
-            signers.add(fingerprint(context.checker.check(payload, cms, received_at, evidence)).hex())
+            signer = context.checker.check(payload, cms, received_at, evidence)
+            signers.add(fingerprint(signer).hex())
         except SubmissionError as exc:
             fail("signatures", exc.message)
     try:
@@ -185,8 +194,11 @@ def _check_submission(context: Context, job: tuple[Any, ...], problems: list[Dis
     if registered is None:
         fail("payloads", "the holder is not on the register")
         return
+    shares, nominee, investor = registered
+    if signer is not None and investor_reference(signer) != investor:
+        fail("signatures", "the signer's certificate is not the one of the investor the register matches to "
+             "the holder", expected=investor or "no enrolled investor", found=investor_reference(signer))
     if kind == "b":
-        shares, nominee = registered
         try:
             statuses = check_choices(ballot, context.agenda, nominee=nominee,
                                      votable_shares={item.item_id: shares for item in context.agenda})

@@ -110,9 +110,11 @@ def read_room(data: bytes) -> Room:
     return room
 
 
-def read_register(archive: zipfile.ZipFile, fail: Fail) -> dict[str, RegisterEntry]:
-    """The register (``register.jsonl``) by holder number."""
+def read_register(archive: zipfile.ZipFile, fail: Fail) -> tuple[dict[str, RegisterEntry], dict[str, str]]:
+    """The register (``register.jsonl``) by holder number, and the investor reference the
+    platform matched to each holder (holders no investor matched are left out)."""
     register: dict[str, RegisterEntry] = {}
+    investors: dict[str, str] = {}
     try:
         for _, line in read_lines(archive, fmt.REGISTER):
             holder = string(line["holder"], "holder")
@@ -120,12 +122,14 @@ def read_register(archive: zipfile.ZipFile, fail: Fail) -> dict[str, RegisterEnt
                 raise ValueError(f"holder {holder} appears twice")
             if not isinstance(line["nominee"], bool):
                 raise ValueError("nominee is not true or false")
+            if line.get("investor") is not None:
+                investors[holder] = string(line["investor"], "investor")
             register[holder] = RegisterEntry(holder, digit_string(line["shares"], "shares"),
                                              digit_string(line["non_voting_shares"], "non_voting_shares"),
                                              line["nominee"])
     except (ValueError, KeyError, TypeError, TallyInputError) as exc:
         fail("payloads", fmt.REGISTER, f"line {len(register) + 1} cannot be read ({exc})")
-    return register
+    return register, investors
 
 
 def read_ocsp_responses(archive: zipfile.ZipFile, fail: Fail) -> dict[str, bytes]:

@@ -22,10 +22,10 @@ CHECKS: tuple[tuple[str, str], ...] = (
 )
 CHECK_ORDER = {key: n for n, (key, _) in enumerate(CHECKS)}
 HOLDER_BINDING_NOTE = (
-    "Not checkable offline: that each signer's certificate belongs to the registered holder it "
-    "voted for. The platform matched them by a keyed hash of the identity number (under an HSM "
-    "key), which the bundle does not carry; the bundle shows only that each signature is valid "
-    "and that its holder is on the register.")
+    "Checked against the platform's word: each signer's certificate names the investor the "
+    "register matches to the holder it voted for. That match itself (a keyed hash of the identity "
+    "number under an HSM key) cannot be redone offline; the platform vouches for it by sealing the "
+    "manifest.")
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 
 

@@ -17,7 +17,8 @@ good then. The checks, in order (:data:`voting.audit_report.CHECKS`):
    root (an incremental frontier: O(n) in all) and the last head covers the whole log;
 6. ``signatures``: every ballot's and revocation's CMS signs its payload, the signer chains
    to the root and was good at receipt by the kept OCSP response (see
-   :mod:`voting.audit_trust`); a submission without such evidence must not count;
+   :mod:`voting.audit_trust`) and is the investor the register matches to the holder; a
+   submission without such evidence must not count;
 7. ``payloads``: each payload is canonical, names this meeting and the holder the log
    names, who is on the register; a ballot's choices fit the agenda and its void elections
    are the ones the platform recorded;
@@ -29,9 +30,10 @@ good then. The checks, in order (:data:`voting.audit_report.CHECKS`):
 
 The report names the first disagreement in that order (the ballot by leaf index and
 holder, the tree head by size, the figure by item and field) with what was expected and
-found; later checks are skipped. It cannot check that a signer's certificate belongs to the
-holder the ballot names: the platform matched them by a keyed hash the bundle does not carry
-(:data:`voting.audit_report.HOLDER_BINDING_NOTE`, printed with every report).
+found; later checks are skipped. A signer's certificate must name (subject serialNumber) the
+investor the sealed register matches to the holder; the match itself was made by a keyed
+hash the bundle does not carry (:data:`voting.audit_report.HOLDER_BINDING_NOTE`, printed
+with every report).
 
 Speed: signature checks (one CMS verification per ballot, each signer's path and each OCSP
 response checked once) and tree-head seals run in a process pool, by chunks; the main process
@@ -272,7 +274,7 @@ class _Verification:
 
     # Data read before the log ------------------------------------------------------------------
     def load_data(self) -> None:
-        self.register = read_register(self.archive, self.fail)
+        self.register, self.investors = read_register(self.archive, self.fail)
         if len(self.register) != self.register_holders:
             self.fail("payloads", fmt.REGISTER, "the register does not hold the meeting's number of holders",
                       expected=str(self.register_holders), found=str(len(self.register)))
@@ -292,7 +294,8 @@ class _Verification:
 
     # 4-7. The log, streamed; signatures in the pool ----------------------------------------------
     def stream_log(self) -> None:
-        holders = {no: (entry.votable_shares, entry.nominee) for no, entry in self.register.items()}
+        holders = {no: (entry.votable_shares, entry.nominee, self.investors.get(no))
+                   for no, entry in self.register.items()}
         context = Context(SubmissionChecker(self.trust), self.meeting_id, self.agenda, holders)
         pool = ProcessPoolExecutor(self.workers, initializer=init_worker, initargs=(
             self.trust.state(), self.meeting_id, self.agenda, holders)) if self.workers else None

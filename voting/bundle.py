@@ -21,8 +21,10 @@ One ZIP archive (deflate, ZIP64) holding:
     Through it the platform vouches for the register, the host's entries and the frozen
     tally, which nobody else signed.
 ``register.jsonl``
-    One holder per line: ``holder``, ``shares``, ``non_voting_shares`` (decimal strings) and
-    ``nominee``. No names and no identity numbers.
+    One holder per line: ``holder``, ``shares``, ``non_voting_shares`` (decimal strings),
+    ``nominee`` and ``investor``: the investor reference (their certificates' subject
+    serialNumber) the platform matched to the holder by the keyed identity hash, or null. No
+    names and no identity numbers.
 ``ballots.jsonl``
     Every ballot in log order: ``leaf_index``, ``holder``, ``received_at`` (UTC, microseconds,
     ``Z``), ``status`` (counted, superseded, revoked, overridden_by_proxy), ``payload`` and
@@ -83,6 +85,7 @@ from ca.profiles import OCSP_SIGNER, PLATFORM_SEAL
 from core.auth import Actor
 from core.db import utcnow
 from core.errors import Conflict, NotFound
+from ra.models import Investor
 from signing.cms_parse import CmsError, parse_detached_cms
 from voting import ballot_log, bundle_format as fmt, service
 from voting.access import READ_ROLES, visible_meeting
@@ -193,12 +196,15 @@ def agenda_json(session: Session, meeting_id: int) -> list[dict[str, Any]]:
 
 
 def _write_register(session: Session, writer: fmt.BundleWriter, meeting_id: int) -> int:
-    rows = session.execute(select(Holder.holder_no, Holder.shares, Holder.non_voting_shares, Holder.nominee)
+    rows = session.execute(select(Holder.holder_no, Holder.shares, Holder.non_voting_shares, Holder.nominee,
+                                  Investor.reference)
+                           .outerjoin(Investor, Investor.id_hmac == Holder.id_hmac)
                            .where(Holder.meeting_id == meeting_id).order_by(Holder.holder_no)
                            .execution_options(yield_per=CHUNK_ROWS))
     with writer.lines(fmt.REGISTER) as lines:
         for row in rows:
-            lines.record(fmt.holder_record(row.holder_no, row.shares, row.non_voting_shares, row.nominee))
+            lines.record(fmt.holder_record(row.holder_no, row.shares, row.non_voting_shares, row.nominee,
+                                           row.reference))
     return lines.lines
 
 

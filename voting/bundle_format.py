@@ -63,10 +63,15 @@ def crl_name(ca_name: str, crl_number: int) -> str:
     return f"{CRL_DIRECTORY}{ca_name}-{crl_number}.crl"
 
 
-def holder_record(holder_no: str, shares: int, non_voting_shares: int, nominee: bool) -> dict[str, Any]:
-    """One line of ``register.jsonl`` (share counts as decimal strings: they may exceed 2**53)."""
+def holder_record(holder_no: str, shares: int, non_voting_shares: int, nominee: bool,
+                  investor: str | None = None) -> dict[str, Any]:
+    """One line of ``register.jsonl`` (share counts as decimal strings: they may exceed 2**53).
+
+    ``investor`` is the investor reference (the subject serialNumber of their certificates)
+    the platform matched to the holder through the keyed identity hash, or None when no
+    enrolled investor has the holder's identity: a verifier checks each signer against it."""
     return {"holder": holder_no, "shares": str(shares), "non_voting_shares": str(non_voting_shares),
-            "nominee": bool(nominee)}
+            "nominee": bool(nominee), "investor": investor}
 
 
 def ballot_record(*, leaf_index: int, holder_no: str, received_at: dt.datetime, status: str, payload: bytes,

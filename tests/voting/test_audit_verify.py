@@ -104,7 +104,7 @@ def test_the_cli_verifies_a_bundle_and_exits_0(frozen: FrozenMeeting, tmp_path: 
     result = CliRunner().invoke(cli, ["audit", "verify", str(bundle), "--root", str(root)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert result.stdout.count("passed") == 9 and "the bundle verifies" in result.stdout
-    assert "Not checkable offline" in result.stdout and "elected C1; lots among C2, C3" in result.stdout
+    assert "Checked against the platform's word" in result.stdout and "elected C1; lots among C2, C3" in result.stdout
 
 
 def test_the_cli_prints_the_first_disagreement_first_and_exits_1(frozen: FrozenMeeting, tmp_path: Path) -> None:
@@ -162,6 +162,24 @@ def test_two_swapped_ballots_are_named(frozen: FrozenMeeting) -> None:
     assert first(report, "log") == "leaf 2: missing or out of order: the next record is leaf 3"
     assert any("leaf 2 comes after leaf 3: the records are not in log order" in str(d)
                for d in report.more_disagreements)
+
+
+def test_a_register_matching_a_holder_to_another_investor_is_named_at_their_first_ballot(
+        frozen: FrozenMeeting) -> None:
+    def swap(records: list[dict]) -> None:  # H001 and H002 matched to each other's investor
+        records[0]["investor"], records[1]["investor"] = records[1]["investor"], records[0]["investor"]
+    register = {r["holder"]: r["investor"] for r in lines(members(frozen.bundle)[fmt.REGISTER])}
+    message = first(verified(tampered(frozen, edit_lines(fmt.REGISTER, swap)), frozen), "signatures")
+    assert message.startswith("leaf 0 (ballot of holder H001 received ")
+    assert message.endswith(": the signer's certificate is not the one of the investor the register matches to "
+                            f"the holder (expected {register['H002']}, found {register['H001']})")
+
+
+def test_a_ballot_of_a_holder_no_investor_was_matched_to_is_caught(frozen: FrozenMeeting) -> None:
+    report = verified(tampered(frozen, edit_lines(fmt.REGISTER, lambda records: records[3].update(investor=None))),
+                      frozen)
+    assert "(expected no enrolled investor, found INV-" in first(report, "signatures")
+    assert "holder H004" in first(report, "signatures")
 
 
 def test_a_changed_share_count_in_the_register_changes_the_recount(frozen: FrozenMeeting) -> None:

@@ -12,6 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -21,6 +22,7 @@ from cloudseal.cli import app as cli
 from core.auth import Role
 from core.db import session_scope
 from core.settings import get_settings
+from signing.cms_parse import parse_detached_cms
 from tests.conftest import bearer
 from tests.ra.factories import NATIONAL_IDS
 from tests.voting.audit_meeting import BIG, FrozenMeeting, frozen_meeting, lines, members, published_meeting
@@ -76,8 +78,22 @@ def test_the_manifest_describes_the_meeting_its_rules_and_agenda(frozen: FrozenM
 
 def test_the_register_carries_shares_and_never_names_or_identity_numbers(files: dict[str, bytes]) -> None:
     register = lines(files[fmt.REGISTER])
-    assert register[0] == {"holder": "H001", "shares": str(BIG), "non_voting_shares": "0", "nominee": False}
+    assert register[0] == {"holder": "H001", "shares": str(BIG), "non_voting_shares": "0", "nominee": False,
+                           "investor": register[0]["investor"]}
     assert (register[4]["nominee"], register[6]["non_voting_shares"]) == (True, "10")
+
+
+def test_the_register_names_the_investor_matched_to_each_holder_and_their_certificates_carry_it(
+        files: dict[str, bytes]) -> None:
+    register = {record["holder"]: record["investor"] for record in lines(files[fmt.REGISTER])}
+    enrolled = {holder: reference for holder, reference in register.items() if reference is not None}
+    assert sorted(enrolled) == ["H001", "H002", "H003", "H004", "H005"]  # H006 and H007 never enrolled
+    assert len(set(enrolled.values())) == 5 and all(r.startswith("INV-") for r in enrolled.values())
+    signers = {}
+    for record in lines(files[fmt.BALLOTS]):
+        certificate = parse_detached_cms(base64.b64decode(record["cms"])).signer_certificate
+        signers[record["holder"]] = certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value
+    assert signers == {holder: enrolled[holder] for holder in signers}
     everything = b"".join(files.values())
     for secret in [*NATIONAL_IDS[:7], "Name of", "Proxy Person", "interested"]:
         assert secret.encode() not in everything
