@@ -5,18 +5,23 @@ over the signed attributes is made by the HSM, through :class:`HsmSealSigner`. T
 certificate, the issuing CA and the root travel in the CMS, and the validation material the
 signature needs years from now is written to the document security store (PAdES B-LT): a
 fresh OCSP response for the seal (and for the issuing CA) and the newest CRLs of both CAs,
-all from the platform's own stores, handed to pyHanko's validation context with fetching
-off. With a timestamp authority configured (``CLOUDSEAL_TSA_URL``) the signature gets a
-signature timestamp and the document a document timestamp after the DSS (PAdES B-LTA); the
-TSA's certificate must chain to the platform root so its status is known offline too.
+all from the platform's own stores, checked first by pyHanko's path validation with fetching
+off. That material is known before signing, so the DSS is written in the signed revision
+itself: the signature covers the whole file and ``pdfsig`` says "Total document signed".
+With a timestamp authority configured (``CLOUDSEAL_TSA_URL``) the signature gets a signature
+timestamp and the document a document timestamp in a later revision (PAdES B-LTA); the TSA's
+certificate must chain to the platform root so its status is known offline too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 from dataclasses import dataclass
 
+from asn1crypto import crl as asn1_crl
+from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -24,7 +29,8 @@ from pyhanko.sign.fields import SigSeedSubFilter
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner, Signer
 from pyhanko.sign.timestamps import HTTPTimeStamper, TimestampRequestError
-from pyhanko_certvalidator import ValidationContext
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 from sqlalchemy import select
@@ -142,15 +148,30 @@ def seal_pdf(session: Session, pki: Pki, pdf: bytes, *, reason: str) -> bytes:
     """
     material = seal_material(session, pki)
     timestamper = HTTPTimeStamper(pki.tsa_url) if pki.tsa_url else None
-    metadata = PdfSignatureMetadata(
-        field_name=SIGNATURE_FIELD, md_algorithm="sha256", subfilter=SigSeedSubFilter.PADES,
-        reason=reason, location="Taiwan", embed_validation_info=True,
-        validation_context=validation_context(material), use_pades_lta=timestamper is not None,
-        signer_key_usage={"non_repudiation"})
-    signer = PdfSigner(metadata, HsmSealSigner(pki.keystore, material), timestamper=timestamper)
+    context = validation_context(material)
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
     try:
-        signed = signer.sign_pdf(IncrementalPdfFileWriter(io.BytesIO(pdf)))
+        if timestamper is None:
+            _check_seal_path(material, context)
+            DocumentSecurityStore.supply_dss_in_writer(
+                writer, None, certs=[material.certificate, material.issuing_ca, material.root_ca],
+                ocsps=[asn1_ocsp.OCSPResponse.load(der) for der in material.ocsp_responses],
+                crls=[asn1_crl.CertificateList.load(der) for der in material.crls])
+        # With a TSA, pyHanko adds the DSS itself (it must also hold the TSA's validation data).
+        metadata = PdfSignatureMetadata(
+            field_name=SIGNATURE_FIELD, md_algorithm="sha256", subfilter=SigSeedSubFilter.PADES,
+            reason=reason, location="Taiwan", embed_validation_info=timestamper is not None,
+            validation_context=context, use_pades_lta=timestamper is not None, signer_key_usage={"non_repudiation"})
+        signer = PdfSigner(metadata, HsmSealSigner(pki.keystore, material), timestamper=timestamper)
+        signed = signer.sign_pdf(writer)
     except (SigningError, TimestampRequestError, PathBuildingError, PathValidationError) as exc:
         raise Conflict(f"the report could not be sealed: {exc}", code="report_not_sealed") from exc
     return signed.getvalue()
+
+
+def _check_seal_path(material: SealMaterial, context: ValidationContext) -> None:
+    """Validate the seal's path to the root with the material about to be embedded (every
+    status required), as pyHanko does before an embedding signature; raises its errors."""
+    validator = CertificateValidator(material.certificate, validation_context=context)
+    asyncio.run(validator.async_validate_usage({"non_repudiation"}))
 
