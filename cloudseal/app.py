@@ -14,6 +14,7 @@ from ca.api import ca_router, pki_router
 from ca.bootstrap import refresh
 from ca.ocsp_http import OcspFastPath
 from cloudseal.platform import Platform, build_platform
+from console import console_router
 from core.auth_api import auth_router
 from core.db import session_scope
 from core.settings import Settings, get_settings
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(signing_router)
     app.include_router(verify_router)
     app.include_router(voting_router)
+    app.include_router(console_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     def healthz() -> dict[str, str]:

@@ -39,7 +39,8 @@ def investor_view(session: Session, actor: Actor, investor: Investor) -> Investo
 def search_investors(session: Session, keystore: KeyStore, actor: Actor, *, query: str | None,
                      offset: int, limit: int) -> InvestorPage:
     """The caller's investors, newest first; ``query`` matches a name, a reference, an account
-    number, or a whole identity number (looked up through its HMAC, never stored in clear)."""
+    number, a masked identity number as shown (``A12****789``), or a whole identity number
+    (looked up through its HMAC, never stored in clear)."""
     if actor.role not in (Role.RA_OFFICER, Role.OPERATOR, Role.AUDITOR):
         raise Forbidden("this list is for RA officers and operators", code="forbidden_role")
     statement = select(Investor)
@@ -52,7 +53,7 @@ def search_investors(session: Session, keystore: KeyStore, actor: Actor, *, quer
         if actor.role is Role.RA_OFFICER:  # another broker's account numbers must not be confirmable
             own_accounts = own_accounts.where(BrokerAccount.broker_code == actor.tenant)
         conditions = [Investor.name.contains(text), Investor.reference == text.upper(),  # type: ignore[attr-defined]
-                      Investor.id.in_(own_accounts)]  # type: ignore[union-attr]
+                      Investor.id_masked == text.upper(), Investor.id.in_(own_accounts)]  # type: ignore[union-attr]
         for kind in IdentityKind:
             try:
                 identity = parse_identity(kind, text)
