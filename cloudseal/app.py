@@ -19,6 +19,7 @@ from core.auth_api import auth_router
 from core.db import session_scope
 from core.settings import Settings, get_settings
 from core.web import BodyLimitMiddleware, install_error_handlers
+from mobile_api.api import mobile_router
 from ra import service as ra_service
 from ra.api import app_router as ra_app_router
 from ra.api import ra_router
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(verify_router)
     app.include_router(voting_router)
     app.include_router(console_router)
+    app.include_router(mobile_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     def healthz() -> dict[str, str]:

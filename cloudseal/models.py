@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 import ca.models  # noqa: F401
 import core.models  # noqa: F401
+import mobile_api.models  # noqa: F401
 import ra.models  # noqa: F401
 import signing.models  # noqa: F401
 import voting.models  # noqa: F401
