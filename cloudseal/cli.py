@@ -128,6 +128,20 @@ def serve(
                 log_level="info", access_log=False)
 
 
+@app.command()
+def demo(
+    investors: int = typer.Option(1000, min=20, help="investors to enrol; every one of them votes"),
+    var: Path = typer.Option(Path("var"), "--var", help="the demo writes into VAR/demo/<time>/ (its own "
+                                                        "database and HSM; VAR/demo/latest points to it)"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bars (the summary is still printed)"),
+) -> None:
+    """Run the platform end to end on fresh data: enrolment, a meeting voted from phones over
+    HTTP, the sealed report, the auditor bundle verified offline; then a summary."""
+    from cloudseal.demo import run_demo
+
+    raise typer.Exit(run_demo(investors=investors, var=var, quiet=quiet))
+
+
 @pki_app.command("refresh")
 def pki_refresh() -> None:
     """Re-issue CRLs past half their validity and renew an ageing OCSP signer."""
