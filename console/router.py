@@ -11,6 +11,9 @@ from core.errors import NotFound
 console_router = APIRouter(prefix="/console", include_in_schema=False)
 for pages in (signin, meetings, ra_pages, ops_pages):
     console_router.include_router(pages.router)
+# "/console" itself (the pages' home link) answers at once, not with a redirect to "/console/"
+# (whose absolute URL would name the scheme the server sees, http behind a TLS proxy).
+console_router.add_api_route("", signin.home, methods=["GET"], route_class_override=ConsoleRoute)
 
 _fallback = APIRouter(route_class=ConsoleRoute)
 

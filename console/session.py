@@ -1,14 +1,14 @@
 """Console sessions in cookies: who the browser is, and the CSRF check on every form.
 
 Signing in is the staff password grant (:mod:`core.accounts`): it opens a refresh-token
-family, the server-side record of the session (eight hours at most, revoked at sign-out or
-when the account is disabled). The browser keeps two HttpOnly, SameSite=Strict cookies
-(Secure over https), both scoped to ``/console``:
-
-* ``cs_session``: a short-lived access JWT, checked without a database read;
-* ``cs_refresh``: the family's refresh token. It never leaves the cookie, so it is not
-  rotated: when the JWT expires, the console checks that the family is still live and mints
-  a fresh JWT (a live page polling every few seconds therefore never races itself).
+family, the server-side record of the session (eight hours at most, revoked at sign-out, at
+the next sign-in in the same browser, or when the account is disabled). The browser keeps
+the family's refresh token in one HttpOnly, SameSite=Strict cookie (Secure over https)
+scoped to ``/console``, ``cs_refresh``. It never leaves the cookie, so it is not rotated (a
+live page polling every few seconds never races itself), and every console request checks
+it against the database (one indexed read): signing out or disabling the account ends the
+session at the very next request. No access JWT is kept in a cookie: it would stay valid
+for its whole lifetime after either, and would work on the JSON API too.
 
 Forms carry a double-submit token (``csrf_token`` field = ``cs_csrf`` cookie, compared in
 constant time) and, when the browser sends one, an ``Origin`` that must be the console's own.
@@ -29,14 +29,13 @@ from sqlmodel import Session
 from starlette.datastructures import FormData
 
 from core.accounts import staff_actor
-from core.auth import Actor, verify_token
+from core.auth import Actor
 from core.db import utcnow
-from core.errors import AppError, Forbidden, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from core.errors import AppError, Forbidden, PayloadTooLarge, UnsupportedMediaType
 from core.models import RefreshToken, StaffUser
 from core.settings import Settings
 
 COOKIE_PATH = "/console"
-SESSION_COOKIE = "cs_session"
 REFRESH_COOKIE = "cs_refresh"
 CSRF_COOKIE = "cs_csrf"
 CSRF_FIELD = "csrf_token"
@@ -93,41 +92,34 @@ def live_session_user(session: Session, refresh_token: str, now: dt.datetime | N
     return row if row is not None and row.active else None
 
 
-def start_session(request: Request, access_token: str, refresh_token: str, refresh_expires_at: dt.datetime) -> None:
-    """Queue the cookies of a fresh sign-in, with a new CSRF token (no fixation)."""
+def session_token(request: Request) -> str | None:
+    """The browser's session (refresh) token, if it has one of the right shape."""
+    token = request.cookies.get(REFRESH_COOKIE)
+    return token if token and _TOKEN_SHAPE.fullmatch(token) else None
+
+
+def start_session(request: Request, refresh_token: str, refresh_expires_at: dt.datetime) -> None:
+    """Queue the cookie of a fresh sign-in, with a new CSRF token (no fixation)."""
     lifetime = max(0, int((refresh_expires_at - utcnow()).total_seconds()))
-    queue_cookie(request, SESSION_COOKIE, access_token, max_age=lifetime)
     queue_cookie(request, REFRESH_COOKIE, refresh_token, max_age=lifetime)
     new_csrf_token(request)
 
 
 def end_session(request: Request) -> None:
-    """Queue the removal of the session cookies."""
-    queue_cookie(request, SESSION_COOKIE, None)
+    """Queue the removal of the session cookie."""
     queue_cookie(request, REFRESH_COOKIE, None)
 
 
 def current_actor(request: Request) -> Actor | None:
-    """The signed-in staff member, renewing the access JWT from a live session if needed."""
+    """The signed-in staff member, if the browser's session is live right now."""
     if hasattr(request.state, "console_actor"):
         return request.state.console_actor
     actor = None
-    settings: Settings = request.app.state.settings
-    token = request.cookies.get(SESSION_COOKIE)
-    if token and len(token) < 4096:
-        try:
-            actor = verify_token(token, public_key=request.app.state.jwt_public_key,
-                                 issuer=settings.public_base + "/auth", audience=settings.jwt_audience)
-        except Unauthorized:
-            actor = None
-    refresh = request.cookies.get(REFRESH_COOKIE)
-    if actor is None and refresh and _TOKEN_SHAPE.fullmatch(refresh):
+    token = session_token(request)
+    if token is not None:
         with Session(request.app.state.read_engine) as session:
-            user = live_session_user(session, refresh)
-        if user is not None:
-            actor = staff_actor(user)
-            ttl = dt.timedelta(seconds=settings.jwt_ttl_seconds)
-            queue_cookie(request, SESSION_COOKIE, request.app.state.mint_token(actor, ttl))
+            user = live_session_user(session, token)
+        actor = staff_actor(user) if user is not None else None
     request.state.console_actor = actor
     return actor
 

@@ -11,13 +11,13 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from console.i18n import LANG_COOKIE, LANGUAGES
 from console.session import (
-    REFRESH_COOKIE,
     ActorDep,
     PlainFormDep,
     current_actor,
     end_session,
     field_text,
     queue_cookie,
+    session_token,
     start_session,
 )
 from console.web import ConsoleRoute, home_of, page, safe_next, see_other
@@ -55,7 +55,8 @@ def sign_in_form(request: Request, next: NextPath = None) -> Response:
 
 @router.post("/sign-in")
 def sign_in(request: Request, form: PlainFormDep, session: SessionDep) -> Response:
-    """The staff password grant; the session lives in HttpOnly cookies."""
+    """The staff password grant; the session lives in an HttpOnly cookie. A session this
+    browser still held (another member's, or an earlier one) is revoked, not just forgotten."""
     username = field_text(form, "username", max_length=256)
     password = form.get("password")
     target = safe_next(field_text(form, "next", max_length=500, required=False))
@@ -67,13 +68,16 @@ def sign_in(request: Request, form: PlainFormDep, session: SessionDep) -> Respon
         with committing_refusals(session):
             user = accounts.authenticate_password(session, username=username, password=password)
             issued = accounts.issue_token_pair(session, user=user, mint=request.app.state.mint_token,
-                                               access_ttl=ttl)
+                                               access_ttl=ttl)  # only its refresh token is kept
     except AppError as exc:
         return page(request, "signin.html", {"next": target or "", "username": username, "error": exc.code},
                     status=exc.status_code)
+    previous = session_token(request)
+    if previous is not None:
+        accounts.revoke_refresh_token(session, refresh_token=previous)
     session.commit()
     assert issued.refresh_token is not None and issued.refresh_expires_at is not None
-    start_session(request, issued.access_token, issued.refresh_token, issued.refresh_expires_at)
+    start_session(request, issued.refresh_token, issued.refresh_expires_at)
     request.state.console_actor = issued.actor
     return RedirectResponse(target or home_of(issued.actor), status_code=303)
 
@@ -81,8 +85,8 @@ def sign_in(request: Request, form: PlainFormDep, session: SessionDep) -> Respon
 @router.post("/sign-out")
 def sign_out(request: Request, form: PlainFormDep, session: SessionDep) -> Response:
     """End the session here and on the server (its refresh family is revoked)."""
-    refresh = request.cookies.get(REFRESH_COOKIE)
-    if refresh and len(refresh) <= 100:
+    refresh = session_token(request)
+    if refresh is not None:
         accounts.revoke_refresh_token(session, refresh_token=refresh)
         session.commit()
     end_session(request)
