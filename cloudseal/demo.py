@@ -3,13 +3,15 @@
 Every run gets its own directory ``VAR/demo/<Taipei time>/`` with its own SQLite database and
 software HSM (``VAR/demo/latest`` points to the newest), so a run never touches the database
 ``make run`` serves and two runs never collide. In it the demo bootstraps the PKI, creates
-two brokers and an issuer, enrols the investors through the RA (dual control; each phone
-redeems its activation code over HTTP), publishes a meeting whose register is imported from
-CSV, lets every investor vote from their phone over HTTP (the in-process app on a free
-localhost port), plays the unusual cases (double votes, revocations and re-votes, a proxy, a
-late ballot and a late revocation), enters the room's votes, freezes the tally (sealed PDF),
-writes the auditor bundle, verifies it offline as ``cloudseal audit verify`` does, and
-prints what happened with the time each phase took.
+two brokers and an issuer, enrols the investors through the RA (dual control), publishes a
+meeting whose register is imported from CSV, and lets every investor act from their phone —
+the mobile API's reference client (:class:`mobile_api.client.MobileClient`) over HTTP to the
+in-process app on a free localhost port, ``/mobile/v1`` only: redeeming the activation code,
+device-bound login, my meetings, ballots with one PIN entry, double votes, revocations and
+re-votes, a late ballot and a late revocation. Staff play a proxy and the room's votes, freeze
+the tally (sealed PDF), write the auditor bundle; a few phones check that their ballot was
+recorded and counted; the bundle is verified offline as ``cloudseal audit verify`` does; and
+the demo prints what happened with the time each phase took.
 
 Simulated in time: e-voting is really open while the phones vote (notice five days ago,
 meeting in ten days); then the deadline is moved to "now" in the database, so the late
@@ -21,9 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,21 +34,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cloudseal import demo_phone
 from cloudseal import demo_steps as steps
 from cloudseal.app import create_app
-from cloudseal.demo_phone import Phone, PhoneRefused, Receipt
-from cloudseal.demo_scenario import AGENDA, CANDIDATES, ISSUER, MEETING_TITLE, Scenario, build_scenario, revote_choices
+from cloudseal.demo_phone import PHONE_THREADS, Voting
+from cloudseal.demo_scenario import AGENDA, CANDIDATES, ISSUER, MEETING_TITLE, Scenario, build_scenario
 from cloudseal.demo_summary import print_summary
 from cloudseal.platform import Platform
 from core.errors import AppError
+from mobile_api.client import MobileApiError
+from mobile_api.proofs import TrustStore, VerificationError
 from voting.audit_report import AuditReport
 from voting.calendar import TAIPEI
-
-# Phones talking at once. The platform serialises writes (SQLite), so threads overlap one
-# request's disk flush with another's work but add no more than that: 1, 2 and 4 measured the
-# same within noise on 2 cores; 2 keeps requests concurrent, as many phones are.
-PHONE_THREADS = 2
-
 
 @dataclass
 class Phases:
@@ -78,68 +75,8 @@ class Phases:
         return update
 
 
-@dataclass
-class Voting:
-    """What the phones were told: receipts per holder and the refusals."""
-
-    receipts: dict[str, list[Receipt]] = field(default_factory=lambda: defaultdict(list))
-    refusals: dict[str, str] = field(default_factory=dict)  # what -> error code
-    seconds: float = 0.0
-
-    @property
-    def sent(self) -> int:
-        """Ballots and revocations accepted."""
-        return sum(len(receipts) for receipts in self.receipts.values())
-
-
-def _each(phones: dict[str, Phone], holders: list[str], act: Callable[[Phone, str], Receipt], voting: Voting,
-          advance: Callable[[int], None]) -> None:
-    def one(holder_no: str) -> Receipt:
-        receipt = act(phones[holder_no], holder_no)
-        advance(1)
-        return receipt
-
-    with ThreadPoolExecutor(PHONE_THREADS) as pool:
-        for holder_no, receipt in zip(holders, pool.map(one, holders)):
-            voting.receipts[holder_no].append(receipt)
-
-
-def vote(phones: dict[str, Phone], scenario: Scenario, meeting: str, advance: Callable[[int], None]) -> Voting:
-    """Every investor votes; some vote twice; some revoke, half of those vote again."""
-    voting = Voting()
-    started = time.perf_counter()
-    _each(phones, list(phones), lambda phone, no: phone.vote(meeting, scenario.first_choices[no]), voting, advance)
-    _each(phones, list(scenario.second_choices),
-          lambda phone, no: phone.vote(meeting, scenario.second_choices[no]), voting, advance)
-    _each(phones, scenario.revokers, lambda phone, no: phone.revoke(meeting), voting, advance)
-    _each(phones, scenario.revoters, lambda phone, no: phone.vote(meeting, revote_choices(scenario, no)), voting,
-          advance)
-    voting.seconds = time.perf_counter() - started
-    return voting
-
-
-def after_deadline(phones: dict[str, Phone], scenario: Scenario, meeting: str, voting: Voting) -> None:
-    """A second ballot and a revocation sent after the deadline: both must be refused."""
-    attempts: dict[str, Callable[[], Receipt]] = {
-        "late_ballot": lambda: phones[scenario.late_voter].vote(meeting, scenario.first_choices[scenario.late_voter]),
-        "late_revocation": lambda: phones[scenario.late_revoker].revoke(meeting),
-    }
-    for what, attempt in attempts.items():
-        try:
-            attempt()
-            voting.refusals[what] = "accepted"
-        except PhoneRefused as refused:
-            voting.refusals[what] = refused.code
-
-
-def _samples(scenario: Scenario, voting: Voting) -> list[tuple[str, str, Receipt]]:
-    """Receipts whose holders check them after the meeting, one per final status."""
-    stays_revoked = [no for no in scenario.revokers if no not in scenario.revoters]
-    nominee = scenario.investors[0].holder_no
-    picks = [("nominee's split vote", nominee, 0), ("second ballot", next(iter(scenario.second_choices)), 1),
-             ("revoked e-vote", stays_revoked[0], 0), ("vote after revoking", scenario.revoters[0], -1),
-             ("e-vote, then a proxy", scenario.proxied[0], 0)]
-    return [(what, no, voting.receipts[no][index]) for what, no, index in picks]
+class ScriptDiffers(Exception):
+    """The platform answered, but not what the script says it must (the demo cannot go on)."""
 
 
 def run_demo(*, investors: int, var: Path, quiet: bool, out: Console | None = None,
@@ -159,12 +96,14 @@ def run_demo(*, investors: int, var: Path, quiet: bool, out: Console | None = No
                 host, port = sock.getsockname()[:2]
                 platform, _ = steps.bootstrap(steps.demo_settings(directory, f"http://{host}:{port}"))
                 cleanup.callback(platform.close)
-            with phases.phase("in-process HTTP server"):
+            with phases.phase("in-process HTTP server; the app's trust"):
                 app = create_app(platform=platform, background_refresh=False)
                 http = cleanup.enter_context(steps.http_client(cleanup.enter_context(steps.serving(app, sock)),
                                                                PHONE_THREADS * 2))
-            result = _run(phases, platform, http, scenario, directory)
-        except (AppError, PhoneRefused) as exc:  # a refusal the script did not expect: say where
+                trust = demo_phone.shared_trust(http, steps.root_certificate(platform))
+            result = _run(phases, platform, http, trust, scenario, directory)
+        # A refusal or a check the script did not expect: say where.
+        except (AppError, MobileApiError, VerificationError, ScriptDiffers) as exc:
             bars.stop()
             err.print(f"[red bold]the demo stopped[/red bold] in “{escape(phases.current)}”: {escape(str(exc))}")
             return 1
@@ -193,39 +132,40 @@ class _Result:
     report: AuditReport
 
 
-def _run(phases: Phases, platform: Platform, http: httpx.Client, scenario: Scenario, directory: Path) -> _Result:
+def _run(phases: Phases, platform: Platform, http: httpx.Client, trust: TrustStore, scenario: Scenario,
+         directory: Path) -> _Result:
     with phases.phase("brokers and issuer"):
         steps.create_tenants(platform)
-    with phases.phase("enrolment (RA, dual control, app)", len(scenario.investors)) as advance:
-        phones = steps.enrol(platform, http, scenario, threads=PHONE_THREADS, advance=advance)
+    with phases.phase("enrolment (RA, dual control; app activation)", len(scenario.investors)) as advance:
+        phones = steps.enrol(platform, scenario, lambda person, activation_id, code: demo_phone.activate(
+            http, trust, person, activation_id, code), threads=PHONE_THREADS, advance=advance)
     with phases.phase("meeting, register (CSV), publish"):
         meeting = steps.prepare_meeting(platform, scenario, directory)
-        people = {p.holder_no for p in scenario.investors}
-        for holder_no, phone in phones.items():
-            if holder_no in people:
-                phone.holds(meeting.public_id, holder_no)
+    with phases.phase("apps: device login, my meetings", len(phones)) as advance:
+        listed = demo_phone.open_apps(phones, meeting.public_id, advance)
+        wrong = {no: numbers for no, numbers in listed.items() if numbers != [no]}
+        if wrong:
+            no, numbers = next(iter(wrong.items()))
+            raise ScriptDiffers(f"{len(wrong)} phones do not list the meeting with their holder number "
+                                f"(the phone of {no} lists {numbers or 'nothing to vote on'})")
+        holdings = {no: numbers[0] for no, numbers in listed.items()}
     sends = len(phones) + len(scenario.second_choices) + len(scenario.revokers) + len(scenario.revoters)
-    with phases.phase("e-voting: phones over HTTP; proxies", sends) as advance:
-        voting = vote(phones, scenario, meeting.public_id, advance)
+    with phases.phase("e-voting: phones (mobile API); proxies", sends) as advance:
+        voting = demo_phone.vote(phones, holdings, scenario, meeting.public_id, advance)
         steps.register_proxies(platform, meeting, scenario.proxied)
     with phases.phase("deadline passes (simulated); late tries"):
+        late_ballot = demo_phone.prepare_late_ballot(phones, holdings, scenario, meeting.public_id)
         moved_to = steps.pass_deadline(platform, meeting)
-        after_deadline(phones, scenario, meeting.public_id, voting)
+        demo_phone.after_deadline(phones, holdings, scenario, meeting.public_id, late_ballot, voting)
     with phases.phase("meeting room: in person, proxies"):
         room = steps.enter_room(platform, meeting, scenario)
     with phases.phase("freeze the tally, seal the PDF report"):
         steps.freeze(platform, meeting)
     with phases.phase("report, auditor bundle"):
         outputs = steps.write_outputs(platform, meeting, directory, phases.steps())
-    samples = _samples(scenario, voting)
-    with phases.phase("receipts checked by phones", len(samples)) as advance:
-        confirmations = []
-        for what, holder_no, receipt in samples:
-            confirmed = phones[holder_no].confirm(receipt)
-            confirmations.append({"what": what, "holder": holder_no, "at_receipt": receipt.status,
-                                  "final": confirmed.status, "leaf": confirmed.leaf_index,
-                                  "tree_size": confirmed.tree_size, "included": confirmed.included})
-            advance(1)
+    samples = demo_phone.samples(scenario, voting)
+    with phases.phase("phones verify their ballot was counted", len(samples)) as advance:
+        confirmations = demo_phone.confirm(phones, meeting.public_id, samples, advance)
         tree_head = http.get(f"/voting/log/{meeting.public_id}/tree-head").json()
     with phases.phase("offline verification of the bundle"):
         report = steps.verify_offline(outputs, phases.steps())
@@ -264,7 +204,8 @@ def _summary(scenario: Scenario, result: _Result, phases: list[tuple[str, float]
     }
     disagreements = [f"{name}: expected {expected[name]:,}, got {measured[name]:,}"
                      for name in expected if measured[name] != expected[name]]
-    disagreements += [f"receipt check of the {c['what']} failed" for c in result.confirmations if not c["included"]]
+    disagreements += [f"the phone's check of the {c['what']} failed" for c in result.confirmations
+                      if not c["included"] or c["tree_size"] != result.tree_head["tree_size"]]
     report = result.report
     outputs = result.outputs
     meeting = result.meeting

@@ -1,179 +1,177 @@
-"""The investor's phone, as the demo drives it: one small adapter over the public HTTP API.
+"""The investors' phones: one :class:`mobile_api.client.MobileClient` each, over ``/mobile/v1``.
 
-It holds what the app holds — a P-256 device key kept in memory and the PIN its owner
-types — and speaks only HTTP, with the platform's existing public endpoints:
+Each phone is the mobile API's reference client, exactly as tests and the app use it: a P-256
+device key generated in memory, the PIN its owner types (from the script), and nothing else.
+All phones share one ``httpx.Client`` (tokens travel per request) and one
+:class:`~mobile_api.proofs.TrustStore`, built once from ``GET /mobile/v1/pki`` against the
+platform root the app pins. The journey:
 
-* ``activate``: ``POST /ra/activation/redeem`` (device key, PIN, proof over the code);
-* ``vote``: the canonical ballot (:func:`voting.ballot.build_ballot`), a challenge from
-  ``POST /ra/app/challenges``, the device's signature over it and the ballot's digest, the
-  CMS from ``POST /signing/cms`` (PIN + device proof), then ``POST /voting/ballots``;
-* ``revoke``: the same with a revocation payload and ``POST /voting/revocations``;
-* ``confirm``: after the meeting, ``GET /voting/log/{meeting}/ballots/{sha256}`` and the
-  signed tree head, with the inclusion proof checked on the phone.
-
-This is the one place the demo talks like a phone: ``mobile_api.client.MobileClient``
-(the mobile API's reference client) replaces it here, with the same four methods.
+* :func:`activate`: redeem the broker's activation code (device key, PIN; signed in at once);
+* :func:`open_apps`: later, device-bound login (the device signs a challenge) and the list
+  of my meetings, which gives the holder number each phone votes as;
+* :func:`vote`: ballots (prepare + submit with the PIN; the client checks the sealed
+  receipt), double votes, revocations (``revoke_vote``) and re-votes;
+* :func:`prepare_late_ballot`, :func:`after_deadline`: a ballot prepared in time whose PIN
+  comes after the deadline, and a revocation after it — both refused, with the codes of the
+  voting service's rules (``voting_closed``, ``revocation_too_late``);
+* :func:`confirm`: after the freeze, a few phones check on their own that their ballot was
+  recorded and counted (``verify_counted``: the leaf, the inclusion proof, the tree head's seal).
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import hashlib
-from collections.abc import Mapping
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography import x509
 
-from core.db import utcnow
-from ra import devices
-from ra import secrets as ra_secrets
-from signing.service import authorization_action
-from voting import merkle
-from voting.ballot import build_ballot, new_nonce
-from voting.log_records import build_revocation, log_entry
+from cloudseal.demo_scenario import Person, Scenario, revote_choices
+from mobile_api.client import MobileApiError, MobileClient, Prepared
+from mobile_api.proofs import TrustStore, VerificationError
 
+# Phones talking at once. Phones and server share one process (one GIL) and the platform
+# serialises writes (SQLite), so threads only overlap one request's waits with another's work:
+# with 300 investors on 2 cores, 1 thread took 20 s, 2 and 3 some 16 s, 4 18 s (noisy).
+PHONE_THREADS = 2
 
-class PhoneRefused(Exception):
-    """The platform refused a request (4xx): its stable error ``code`` and message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.code, self.message = status, code, message
+Advance = Callable[[int], None]
+Submitted = dict[str, Any]  # ``POST /mobile/v1/submissions/{id}``: status, payload_sha256, cms, sealed receipt
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Receipt:
-    """A sealed receipt as the app keeps it: what was sent, the log leaf and the status."""
-
-    meeting: str
-    holder_no: str
-    status: str  # counted, superseded, overridden_by_proxy (ballots); revoked (revocations)
-    leaf_index: int
-    tree_size: int
-    payload_sha256: str
-    cms_sha256: str
-    sealed: dict[str, Any] = field(repr=False)  # the server's answer, signature included
+def shared_trust(http: httpx.Client, root: x509.Certificate) -> TrustStore:
+    """The platform's seal certificates, fetched once and checked against the pinned root."""
+    return MobileClient(http, pinned_root=root).trust()
 
 
-@dataclass(frozen=True)
-class Confirmation:
-    """After the meeting: the ballot's final status and whether the phone checked its proof."""
-
-    status: str
-    leaf_index: int
-    tree_size: int
-    included: bool  # the inclusion proof leads to the root of the published signed tree head
+def activate(http: httpx.Client, trust: TrustStore, person: Person, activation_id: str, code: str) -> MobileClient:
+    """A new phone (fresh P-256 device key) redeems the code the broker sent and sets the PIN."""
+    phone = MobileClient(http, trust=trust)
+    phone.activate(activation_id, code, person.pin)
+    return phone
 
 
-class Phone:
-    """One investor's app: a device key in memory, the owner's PIN, an HTTP client."""
+def each(holders: Iterable[str], act: Callable[[str], T], advance: Advance) -> list[T]:
+    """``act`` for each holder's phone, :data:`PHONE_THREADS` at a time; results in order."""
+    def one(holder_no: str) -> T:
+        outcome = act(holder_no)
+        advance(1)
+        return outcome
 
-    def __init__(self, http: httpx.Client, *, pin: str) -> None:
-        self._http = http
-        self._pin = pin
-        self._key = ec.generate_private_key(ec.SECP256R1())
-        self.credential_id: str | None = None
-        self._holdings: dict[str, str] = {}  # meeting public id -> holder number
-
-    # Activation ---------------------------------------------------------------------------
-
-    def activate(self, activation_id: str, code: str) -> str:
-        """Redeem the activation code from the broker: register this device, set the PIN."""
-        der = self._key.public_key().public_bytes(serialization.Encoding.DER,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
-        message = devices.activation_message(activation_id, ra_secrets.normalise_code(code), der)
-        body = self._post("/ra/activation/redeem", {
-            "activation_id": activation_id, "code": code, "device_public_key": base64.b64encode(der).decode(),
-            "device_signature": self._device_signature(message), "pin": self._pin})
-        self.credential_id = body["credential_id"]
-        return self.credential_id
-
-    def holds(self, meeting: str, holder_no: str) -> None:
-        """The owner is holder ``holder_no`` of ``meeting`` (what the app's meeting list says)."""
-        self._holdings[meeting] = holder_no
-
-    # Voting -------------------------------------------------------------------------------
-
-    def vote(self, meeting: str, choices: Mapping[str, object]) -> Receipt:
-        """Build, sign (PIN + device proof) and submit a ballot; the sealed receipt."""
-        holder_no = self._holdings[meeting]
-        payload = build_ballot(meeting, holder_no, choices, new_nonce(), utcnow())
-        cms = self._sign(payload)
-        answer = self._post("/voting/ballots", _submission(payload, cms))
-        statement = answer["receipt"]
-        return self._receipt(meeting, holder_no, answer["status"], statement, payload, cms, answer)
-
-    def revoke(self, meeting: str) -> Receipt:
-        """Revoke the owner's e-vote (to attend in person, or to vote again); the sealed receipt."""
-        holder_no = self._holdings[meeting]
-        payload = build_revocation(meeting, holder_no, new_nonce(), utcnow())
-        cms = self._sign(payload)
-        answer = self._post("/voting/revocations", _submission(payload, cms))
-        return self._receipt(meeting, holder_no, "revoked", answer["receipt"], payload, cms, answer)
-
-    def confirm(self, receipt: Receipt) -> Confirmation:
-        """After the meeting: was the ballot recorded and counted? The phone recomputes the
-        leaf from what it sent and checks the inclusion proof against the signed tree head."""
-        found = self._get(f"/voting/log/{receipt.meeting}/ballots/{receipt.payload_sha256}")
-        head = self._get(f"/voting/log/{receipt.meeting}/tree-head")
-        received_at = dt.datetime.fromisoformat(found["received_at"].replace("Z", "+00:00"))
-        leaf = merkle.leaf_hash(log_entry(receipt.meeting, receipt.holder_no, receipt.payload_sha256,
-                                          receipt.cms_sha256, received_at))
-        root = base64.b64decode(found["root_hash"])
-        included = (found["tree_size"] == head["tree_size"] and root == base64.b64decode(head["root_hash"])
-                    and merkle.verify_inclusion(leaf, found["leaf_index"], found["tree_size"],
-                                                [base64.b64decode(h) for h in found["inclusion_proof"]], root))
-        return Confirmation(found["status"], found["leaf_index"], found["tree_size"], included)
-
-    # The app's plumbing ---------------------------------------------------------------------
-
-    def _sign(self, payload: bytes) -> bytes:
-        """A detached CMS over ``payload`` by the owner's HSM-held key: one PIN entry."""
-        digest = hashlib.sha256(payload).digest()
-        credential = self.credential_id or ""
-        challenge = self._post("/ra/app/challenges", {"credential_id": credential})
-        message = devices.challenge_message(challenge["challenge_id"], base64.b64decode(challenge["nonce"]),
-                                            authorization_action("sha256", [digest]), credential)
-        signed = self._post("/signing/cms", {
-            "credential_id": credential, "digest": base64.b64encode(digest).decode(), "digest_algorithm": "sha256",
-            "pin": self._pin, "challenge_id": challenge["challenge_id"],
-            "device_signature": self._device_signature(message), "purpose": "ballot"})
-        return base64.b64decode(signed["cms"])
-
-    def _device_signature(self, message: bytes) -> str:
-        return base64.b64encode(self._key.sign(message, ec.ECDSA(hashes.SHA256()))).decode()
-
-    @staticmethod
-    def _receipt(meeting: str, holder_no: str, status: str, statement: dict[str, Any], payload: bytes, cms: bytes,
-                 answer: dict[str, Any]) -> Receipt:
-        payload_sha256 = hashlib.sha256(payload).hexdigest()
-        named = statement.get("ballot_sha256", statement.get("revocation_sha256"))
-        if named != payload_sha256 or statement.get("meeting") != meeting:
-            raise PhoneRefused(200, "receipt_mismatch", "the receipt names something else than what was sent")
-        return Receipt(meeting, holder_no, status, statement["leaf_index"], statement["tree_head"]["tree_size"],
-                       payload_sha256, hashlib.sha256(cms).hexdigest(), answer)
-
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return _answer(self._http.post(path, json=body))
-
-    def _get(self, path: str) -> dict[str, Any]:
-        return _answer(self._http.get(path))
+    with ThreadPoolExecutor(PHONE_THREADS) as pool:
+        return list(pool.map(one, holders))
 
 
-def _submission(payload: bytes, cms: bytes) -> dict[str, str]:
-    return {"payload": base64.b64encode(payload).decode(), "cms": base64.b64encode(cms).decode()}
+def open_apps(phones: dict[str, MobileClient], meeting: str, advance: Advance) -> dict[str, list[str]]:
+    """Each owner opens the app: device-bound login, then my meetings. The holder numbers
+    each phone lists for ``meeting`` (none if the meeting is missing or already voted on)."""
+    def open_app(holder_no: str) -> list[str]:
+        phone = phones[holder_no]
+        phone.login()
+        listed = next((m for m in phone.iter_meetings() if m["public_id"] == meeting), None)
+        if listed is None or listed["status"] != "not_voted":
+            return []
+        return [h["holder_no"] for h in listed["holdings"]]
+
+    return dict(zip(phones, each(phones, open_app, advance)))
 
 
-def _answer(response: httpx.Response) -> dict[str, Any]:
-    if response.status_code >= 400:
+@dataclass
+class Voting:
+    """What the phones were told: submissions accepted per holder and the refusals."""
+
+    receipts: dict[str, list[Submitted]] = field(default_factory=lambda: defaultdict(list))
+    refusals: dict[str, str] = field(default_factory=dict)  # what -> error code
+    seconds: float = 0.0
+
+    @property
+    def sent(self) -> int:
+        """Ballots and revocations accepted."""
+        return sum(len(receipts) for receipts in self.receipts.values())
+
+
+def vote(phones: dict[str, MobileClient], holdings: dict[str, str], scenario: Scenario, meeting: str,
+         advance: Advance) -> Voting:
+    """Every investor votes; some vote twice; some revoke, half of those vote again.
+    ``holdings``: phone (the script's holder) → the holder number its meeting list gave."""
+    voting = Voting()
+    pins = {p.holder_no: p.pin for p in scenario.investors}
+
+    def ballot(choices: Callable[[str], dict[str, object]]) -> Callable[[str], Submitted]:
+        return lambda no: phones[no].vote(meeting, choices(no), pins[no], holder_no=holdings[no])
+
+    def revocation(no: str) -> Submitted:
+        return phones[no].revoke_vote(meeting, pins[no], holder_no=holdings[no])
+
+    rounds: list[tuple[list[str], Callable[[str], Submitted]]] = [
+        (list(holdings), ballot(lambda no: scenario.first_choices[no])),
+        (list(scenario.second_choices), ballot(lambda no: scenario.second_choices[no])),
+        (scenario.revokers, revocation),
+        (scenario.revoters, ballot(lambda no: revote_choices(scenario, no))),
+    ]
+    started = time.perf_counter()
+    for holders, act in rounds:
+        for holder_no, submitted in zip(holders, each(holders, act, advance)):
+            voting.receipts[holder_no].append(submitted)
+    voting.seconds = time.perf_counter() - started
+    return voting
+
+
+def prepare_late_ballot(phones: dict[str, MobileClient], holdings: dict[str, str], scenario: Scenario,
+                        meeting: str) -> Prepared:
+    """While voting is open, the late voter's phone prepares a second ballot (the PIN comes later)."""
+    late_voter = scenario.late_voter
+    return phones[late_voter].prepare_ballot(meeting, scenario.first_choices[late_voter], holdings[late_voter])
+
+
+def after_deadline(phones: dict[str, MobileClient], holdings: dict[str, str], scenario: Scenario, meeting: str,
+                   late_ballot: Prepared, voting: Voting) -> None:
+    """After the deadline: the PIN for the ballot prepared in time, and a revocation. Both
+    must be refused (``voting.refusals`` keeps the error codes the mobile API returned)."""
+    late_voter, late_revoker = scenario.late_voter, scenario.late_revoker
+    pins = {p.holder_no: p.pin for p in scenario.investors}
+    attempts: dict[str, Callable[[], Submitted]] = {
+        "late_ballot": lambda: phones[late_voter].submit(late_ballot, pins[late_voter]),
+        "late_revocation": lambda: phones[late_revoker].revoke_vote(meeting, pins[late_revoker],
+                                                                    holder_no=holdings[late_revoker]),
+    }
+    for what, attempt in attempts.items():
         try:
-            error = response.json()["error"]
-            code, message = error["code"], error["message"]
-        except (ValueError, KeyError, TypeError):
-            code, message = "http_error", response.text[:200]
-        raise PhoneRefused(response.status_code, code, message)
-    return response.json()
+            attempt()
+            voting.refusals[what] = "accepted"
+        except MobileApiError as refused:
+            voting.refusals[what] = refused.code
+
+
+def samples(scenario: Scenario, voting: Voting) -> list[tuple[str, str, Submitted]]:
+    """Ballots whose holders check them after the meeting, one per final status."""
+    stays_revoked = [no for no in scenario.revokers if no not in scenario.revoters]
+    nominee = scenario.investors[0].holder_no
+    picks = [("nominee's split vote", nominee, 0), ("second ballot", next(iter(scenario.second_choices)), 1),
+             ("revoked e-vote", stays_revoked[0], 0), ("vote after revoking", scenario.revoters[0], -1),
+             ("e-vote, then a proxy", scenario.proxied[0], 0)]
+    return [(what, no, voting.receipts[no][index]) for what, no, index in picks]
+
+
+def confirm(phones: dict[str, MobileClient], meeting: str, picked: list[tuple[str, str, Submitted]],
+            advance: Advance) -> list[dict[str, Any]]:
+    """After the freeze: each sampled phone fetches the proof for its ballot and checks it
+    itself (``verify_counted``); ``included`` is False when the check fails."""
+    confirmations = []
+    for what, holder_no, submitted in picked:
+        row: dict[str, Any] = {"what": what, "holder": holder_no, "at_receipt": submitted["status"]}
+        try:
+            check = phones[holder_no].verify_counted(meeting, submitted["payload_sha256"])
+            row.update(final=check.status, counted=check.counted, leaf=check.leaf_index, tree_size=check.tree_size,
+                       included=True)
+        except VerificationError as failed:
+            row.update(final=f"not verified: {failed}", counted=False,
+                       leaf=submitted["receipt"]["receipt"]["leaf_index"], tree_size=0, included=False)
+        confirmations.append(row)
+        advance(1)
+    return confirmations

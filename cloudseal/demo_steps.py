@@ -2,8 +2,8 @@
 the RA's back office, the issuer's host, the meeting room, freezing, the files, the audit.
 
 Staff work (brokers' RA officers, the issuer's host, operators) calls the service functions
-with an explicit actor, as the CLI does; everything the investors do goes through
-:class:`cloudseal.demo_phone.Phone` over HTTP.
+with an explicit actor, as the CLI does; everything the investors do goes through their
+phones (:mod:`cloudseal.demo_phone`: the mobile API's reference client over HTTP).
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 from sqlmodel import Session
 
 from ca import bootstrap as pki_bootstrap
-from cloudseal.demo_phone import Phone
 from cloudseal.demo_scenario import AGENDA, BROKERS, ISSUER, MEETING_TITLE, Person, Scenario, register_csv
 from cloudseal.migrate import upgrade
 from cloudseal.platform import Platform, build_platform
@@ -52,6 +52,7 @@ SUBMITTERS = {code: Actor(f"{code}-chen", Role.RA_OFFICER, code) for code, _ in 
 APPROVERS = {code: Actor(f"{code}-lin", Role.RA_OFFICER, code) for code, _ in BROKERS}
 ENROLMENT_BATCH = 50  # enrolments an officer submits (then approves) in one transaction
 Advance = Callable[[int], None]
+T = TypeVar("T")
 
 
 def new_run_directory(var: Path) -> Path:
@@ -126,8 +127,15 @@ def serving(app: FastAPI, sock: socket.socket) -> Iterator[str]:
 
 
 def http_client(base_url: str, connections: int) -> httpx.Client:
+    """One HTTP client (a pool of ``connections``) shared by every phone."""
     return httpx.Client(base_url=base_url, timeout=60.0,
                         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections))
+
+
+def root_certificate(platform: Platform) -> x509.Certificate:
+    """The platform root: the app pins it, an auditor verifies the bundle with it."""
+    with session_scope(platform.engine) as session:
+        return platform.pki.ca_certificate(platform.pki.load_ca(session, "root"))
 
 
 def create_tenants(platform: Platform) -> None:
@@ -160,19 +168,18 @@ def _approve(session: Session, enrolment_id: int, broker: str) -> tuple[str, str
     return json.loads(payload)["activation_id"], code
 
 
-def enrol(platform: Platform, http: httpx.Client, scenario: Scenario, *, threads: int,
-          advance: Advance) -> dict[str, Phone]:
+def enrol(platform: Platform, scenario: Scenario, activate: Callable[[Person, str, str], T], *, threads: int,
+          advance: Advance) -> dict[str, T]:
     """Every investor: submitted by one officer, approved by another (a batch per transaction),
-    the code redeemed by the investor's phone over HTTP (device key, PIN; the HSM makes the
-    key, the CA the certificate and its OCSP answers). Then the second brokers link accounts."""
+    the code redeemed by the investor's phone, ``activate(person, activation_id, code)`` (the
+    HSM makes the key, the CA the certificate and its OCSP answers). Then the second brokers
+    link accounts. The phones by holder number."""
     investors = scenario.investors
-    phones: dict[str, Phone] = {}
+    phones: dict[str, T] = {}
 
-    def activate(item: tuple[Person, str, str]) -> None:
+    def redeem(item: tuple[Person, str, str]) -> None:
         person, activation_id, code = item
-        phone = Phone(http, pin=person.pin)
-        phone.activate(activation_id, code)
-        phones[person.holder_no] = phone
+        phones[person.holder_no] = activate(person, activation_id, code)
         advance(1)
 
     with ThreadPoolExecutor(threads) as pool:
@@ -182,7 +189,7 @@ def enrol(platform: Platform, http: httpx.Client, scenario: Scenario, *, threads
                 submitted = [_submit(session, platform, p, p.broker or "") for p in batch]
             with session_scope(platform.engine) as session:
                 codes = [(p, *_approve(session, eid, p.broker or "")) for p, eid in zip(batch, submitted)]
-            list(pool.map(activate, codes))
+            list(pool.map(redeem, codes))
     linked = [p for p in investors if p.also_at]
     with session_scope(platform.engine) as session:
         submitted = [_submit(session, platform, p, p.also_at or "") for p in linked]
@@ -294,11 +301,10 @@ def write_outputs(platform: Platform, meeting: MeetingRef, directory: Path,
     """The sealed PDF report (as stored at freezing), the auditor bundle (as ``cloudseal audit
     bundle`` writes it) and the root certificate an auditor verifies the bundle with."""
     report_path, bundle_path, root_path = directory / "report.pdf", directory / "bundle.zip", directory / "root.crt"
+    root_path.write_bytes(root_certificate(platform).public_bytes(Encoding.PEM))
     with session_scope(platform.engine) as session:
         _, report = reports.report_for(session, HOST, meeting.id)
         report_path.write_bytes(report.pdf)
-        root = platform.pki.ca_certificate(platform.pki.load_ca(session, "root"))
-        root_path.write_bytes(root.public_bytes(Encoding.PEM))
         partial = directory / ".bundle.zip.partial"
         try:
             frozen = bundle.meeting_by_public_id(session, meeting.public_id)

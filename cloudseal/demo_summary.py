@@ -93,7 +93,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     head = summary["tree_head"]
     console.print(f"[bold]Ballot log[/bold]: signed tree head of size {_n(head['tree_size'])}, root hash "
                   f"{head['root_hash']}, issued {head['issued_at']}")
-    proofs = _table("Receipts checked by phones after the meeting (inclusion proof to that tree head)",
+    proofs = _table("Ballots checked by their phones after the meeting (my leaf, its inclusion proof, the tree head's seal)",
                     "receipt", "holder", "at receipt", "final", "leaf", "included", right=("leaf",))
     for check in summary["receipts_checked"]:
         proofs.add_row(check["what"], check["holder"], check["at_receipt"], check["final"], _n(check["leaf"]),
@@ -137,4 +137,5 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     console.print(timings)
     if summary["ballots_per_second"]:
         console.print(f"e-voting: {summary['ballots_per_second']:.1f} signed ballots and revocations per second "
-                      "over HTTP (challenge, PIN + device proof, CMS, submit)")
+                      "through the mobile API (prepare; PIN + device signature → HSM-signed CMS, "
+                      "sealed receipt checked by the phone)")
