@@ -8,6 +8,10 @@
   credential, a replaced device or a closed session stops the token at once.
 * Refresh tokens rotate (single use, stored as SHA-256); presenting a used one revokes its
   whole family (:class:`core.errors.CommittedRefusal`, the revocation is committed).
+* A session is closed as soon as any token of its family is revoked. Revocations are
+  always of whole families, but a sign-out racing a refresh cannot see (PostgreSQL, READ
+  COMMITTED) the token the refresh is inserting; it does revoke the one being rotated,
+  and that is enough to end the session and the token that replaced it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlmodel import Session
 
 from core import audit
@@ -43,9 +47,18 @@ _CREDENTIAL_ID = re.compile(r"[0-9a-f]{1,64}")
 
 _TOKENS = MobileRefreshToken.__table__  # type: ignore[attr-defined]
 _INSERT_TOKEN = insert(_TOKENS)
-_LIVE_FAMILY = (select(_TOKENS.c.id).where(_TOKENS.c.family_id == bindparam("family"))
-                .where(_TOKENS.c.revoked_at.is_(None))
-                .where(_TOKENS.c.expires_at > bindparam("now", type_=UTCDateTime())).exists())
+_CLOSED = _TOKENS.alias("closed")
+
+
+def _family_closed(family: Any) -> Any:
+    """Whether any token of ``family`` (a bound value or column) was revoked."""
+    return select(_CLOSED.c.id).where(_CLOSED.c.family_id == family).where(_CLOSED.c.revoked_at.is_not(None)).exists()
+
+
+_LIVE_FAMILY = and_(
+    select(_TOKENS.c.id).where(_TOKENS.c.family_id == bindparam("family"))
+    .where(_TOKENS.c.expires_at > bindparam("now", type_=UTCDateTime())).exists(),
+    ~_family_closed(bindparam("family")))
 # Built once: every request of the app runs it.
 _CALLER = (
     select(Credential.status, Credential.device_public_key, Investor.id, Investor.reference, Investor.id_hmac,
@@ -207,9 +220,10 @@ def _revoke_family(session: Session, family_id: str, now: dt.datetime) -> int:
 def rotate(session: Session, issuer: TokenIssuer, *, refresh_token: str, now: dt.datetime | None = None) -> IssuedTokens:
     """Exchange a refresh token for a new pair; each works once.
 
-    Claimed by a conditional UPDATE, so of concurrent presentations exactly one wins. A used
-    token revokes its family (401 ``refresh_token_reused``, committed); unknown, expired or
-    revoked ones answer 401 ``invalid_refresh_token``; a credential revoked or a device
+    Claimed by a conditional UPDATE (the token unused, unexpired, its family not closed), so
+    of concurrent presentations exactly one wins. A used token revokes its family (401
+    ``refresh_token_reused``, committed); unknown, expired or revoked ones, or those of a
+    closed session, answer 401 ``invalid_refresh_token``; a credential revoked or a device
     replaced since the login ends the session (401 ``credential_revoked`` / ``device_replaced``).
     """
     now = now or utcnow()
@@ -225,6 +239,7 @@ def rotate(session: Session, issuer: TokenIssuer, *, refresh_token: str, now: dt
         update(MobileRefreshToken).where(MobileRefreshToken.id == token.id)
         .where(MobileRefreshToken.used_at.is_(None), MobileRefreshToken.revoked_at.is_(None))  # type: ignore[union-attr]
         .where(MobileRefreshToken.expires_at > now)  # type: ignore[operator]
+        .where(~_family_closed(token.family_id))
         .values(used_at=now).execution_options(synchronize_session=False)).rowcount
     if not claimed:
         state = session.execute(select(MobileRefreshToken.used_at, MobileRefreshToken.revoked_at)

@@ -20,13 +20,13 @@ from core.db import utcnow
 from core.errors import BadRequest, Conflict, NotFound
 from mobile_api.auth import MobileCaller
 from voting import service as voting_service
+from voting.attendance import STANDING
 from voting.calendar import TAIPEI
 from voting.models import AgendaItemRow, Attendance, BallotRow, Holder, Issuer, Meeting, Recusal, RunningTally
 from voting.results import shares_as_strings
 
 # The caller's status on a meeting, from "still to do" to "nothing to do".
 STATUSES = ("not_voted", "revoked", "voted", "overridden")
-STANDING = ("counted", "superseded")
 
 
 @dataclass
@@ -60,7 +60,9 @@ def votable(holder: Holder) -> int:
     return holder.shares - holder.non_voting_shares
 
 
-def _holdings(reader: Session, id_hmac: str, public_id: str | None = None) -> list[MeetingView]:
+def meetings_held(reader: Session, id_hmac: str, public_id: str | None = None) -> list[MeetingView]:
+    """The meetings (not drafts) with a register line of the identity ``id_hmac``, each with
+    those lines (only ``public_id``'s when given); statuses are left to :func:`with_statuses`."""
     statement = (select(Meeting, Issuer.name, Holder).join(Holder, Holder.meeting_id == Meeting.id)
                  .join(Issuer, Issuer.code == Meeting.issuer_code)
                  .where(Holder.id_hmac == id_hmac).where(Meeting.status != "draft"))
@@ -97,7 +99,8 @@ def holder_statuses(reader: Session, holder_ids: list[int]) -> dict[int, str]:
     return statuses
 
 
-def _with_statuses(reader: Session, views: list[MeetingView]) -> list[MeetingView]:
+def with_statuses(reader: Session, views: list[MeetingView]) -> list[MeetingView]:
+    """``views`` with the status of each of their register lines filled in."""
     statuses = holder_statuses(reader, [h.id or 0 for v in views for h in v.holders])
     for view in views:
         view.statuses = {h.id or 0: statuses[h.id or 0] for h in view.holders}
@@ -112,7 +115,7 @@ def list_meetings(reader: Session, caller: MobileCaller, *, when: str, offset: i
     ``all`` latest first.
     """
     today = (now or utcnow()).astimezone(TAIPEI).date()
-    views = _holdings(reader, caller.id_hmac)
+    views = meetings_held(reader, caller.id_hmac)
     if when == "upcoming":
         views = sorted((v for v in views if v.meeting.meeting_date >= today),
                        key=lambda v: (v.meeting.meeting_date, v.meeting.id))
@@ -122,16 +125,16 @@ def list_meetings(reader: Session, caller: MobileCaller, *, when: str, offset: i
         views = sorted(views, key=lambda v: (v.meeting.meeting_date, v.meeting.id or 0), reverse=True)
     page = views[offset:offset + limit]
     more = offset + limit if len(views) > offset + limit else None
-    return _with_statuses(reader, page), more
+    return with_statuses(reader, page), more
 
 
 def meeting_view(reader: Session, caller: MobileCaller, public_id: str, *, statuses: bool = True) -> MeetingView:
     """One meeting the caller holds shares in (with the status of each line unless
     ``statuses`` is False); 404 ``unknown_meeting`` otherwise."""
-    views = _holdings(reader, caller.id_hmac, public_id)
+    views = meetings_held(reader, caller.id_hmac, public_id)
     if not views:
         raise NotFound("no such meeting", code="unknown_meeting")
-    return _with_statuses(reader, views)[0] if statuses else views[0]
+    return with_statuses(reader, views)[0] if statuses else views[0]
 
 
 def holder_for(view: MeetingView, holder_no: str | None) -> Holder:

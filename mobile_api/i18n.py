@@ -13,7 +13,6 @@ import re
 from voting.calendar import TAIPEI
 
 EN, ZH_TW = "en", "zh-TW"
-SUPPORTED = (EN, ZH_TW)
 DEFAULT = EN
 
 _TAG = re.compile(r"^\s*([A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|\*)\s*(?:;\s*q\s*=\s*([01](?:\.\d{0,3})?))?\s*$")

@@ -35,7 +35,7 @@ from sqlmodel import Session
 from core.db import utcnow
 from core.models import AuditEvent
 from mobile_api import i18n
-from mobile_api.holdings import _holdings, _with_statuses
+from mobile_api.holdings import meetings_held, with_statuses
 from mobile_api.models import MobileInboxState, MobileNotification
 from ra.models import Credential, Investor
 from voting.models import BallotRevocation, BallotRow, Holder, Meeting
@@ -104,7 +104,7 @@ def meeting_events(reader: Session, investor_id: int, id_hmac: str, now: dt.date
     investor = reader.get(Investor, investor_id)
     joined = investor.created_at if investor else now
     found = []
-    for view in _with_statuses(reader, _holdings(reader, id_hmac)):
+    for view in with_statuses(reader, meetings_held(reader, id_hmac)):
         meeting, data = view.meeting, _meeting_data(view.meeting, view.issuer_name)
         if meeting.status == "published" and now < meeting.closes_at:
             # When it reached the investor: the window opened, they joined, or the meeting was made.

@@ -17,8 +17,8 @@ class MobileRefreshToken(SQLModel, table=True):
     """One opaque refresh token of an app session, stored only as its SHA-256.
 
     Tokens rotate: each is used once and replaced by the next one of the same ``family_id``
-    (one family per login). Presenting a used or revoked token revokes the whole family, and
-    an access token is honoured only while its family has a live token.
+    (one family per login). Presenting a used token revokes the whole family, and an
+    access token is honoured only while no token of its family is revoked or expired.
     """
 
     __tablename__ = "mobile_refresh_token"

@@ -1,6 +1,10 @@
 """What the app checks on its own, with nothing but the platform's certificates.
 
-* The trust chain: the platform seal certificate chains to the root the app pins.
+* The trust chain: the platform seal certificate chains to the root the app pins, and it
+  is a seal: the issuing CA also certifies every investor, whose HSM key signs any hash
+  the investor asks for (CSC ``signHash``), so chaining alone proves nothing. A seal carries
+  the platform policy (``{arc}.2``, the arc of the issuing CA's policies) and not the
+  investor policy (``{arc}.1``), is no CA and no OCSP responder (no extended key usage).
 * A receipt: sealed by a platform seal over its RFC 8785 JSON, and so is the tree head in it.
 * The counted proof: the log entry of *my* ballot hashes to a leaf that RFC 9162's
   inclusion proof ties to the root of a sealed tree head.
@@ -14,7 +18,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,14 +28,26 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtensionOID
 
 TREE_HEAD_TYPE = "cloudseal.tree-head/1"
 LOG_ENTRY_TYPE = "cloudseal.ballot-entry/1"
 _ENTRY_FIELDS = ("type", "meeting", "holder", "ballot_sha256", "cms_sha256", "received_at")
+# Certificate policy suffixes under the operator's policy arc (``ca.profiles``; a test keeps them equal).
+INVESTOR_POLICY_SUFFIX, PLATFORM_POLICY_SUFFIX = "1", "2"
 
 
 class VerificationError(Exception):
     """Something the app was given does not check out."""
+
+
+@contextmanager
+def _well_formed(what: str) -> Iterator[None]:
+    """A missing field, a wrong type or bad base64 in ``what`` is a :class:`VerificationError` too."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        raise VerificationError(f"the {what} is malformed") from exc
 
 
 def leaf_hash(entry: bytes) -> bytes:
@@ -72,6 +89,49 @@ def _verify(certificate: x509.Certificate, signature: bytes, data: bytes) -> boo
         return False
 
 
+def _extension(certificate: x509.Certificate, oid: x509.ObjectIdentifier) -> Any:
+    try:
+        return certificate.extensions.get_extension_for_oid(oid).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        certificate.verify_directly_issued_by(issuer)
+        return True
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    constraints = _extension(certificate, ExtensionOID.BASIC_CONSTRAINTS)
+    return constraints is not None and constraints.ca
+
+
+def _policies(certificate: x509.Certificate) -> set[str]:
+    return {p.policy_identifier.dotted_string for p in _extension(certificate, ExtensionOID.CERTIFICATE_POLICIES) or []}
+
+
+def _platform_policy(issuing: x509.Certificate) -> str:
+    """The platform policy OID: suffix ``2`` under the one arc of the issuing CA's policies."""
+    arcs = {oid.rpartition(".")[0] for oid in _policies(issuing)}
+    if len(arcs) != 1:
+        raise VerificationError("the issuing CA's certificate policies do not name one policy arc")
+    return f"{arcs.pop()}.{PLATFORM_POLICY_SUFFIX}"
+
+
+def _is_seal(certificate: x509.Certificate, platform_policy: str) -> bool:
+    """A platform seal: the platform policy and not the investor policy, no CA, no extended
+    key usage (the OCSP responder has one), a signing key usage."""
+    policies = _policies(certificate)
+    investor_policy = platform_policy.rpartition(".")[0] + "." + INVESTOR_POLICY_SUFFIX
+    usage = _extension(certificate, ExtensionOID.KEY_USAGE)
+    return (platform_policy in policies and investor_policy not in policies and not _is_ca(certificate)
+            and _extension(certificate, ExtensionOID.EXTENDED_KEY_USAGE) is None
+            and usage is not None and bool(usage.digital_signature or usage.content_commitment))
+
+
 @dataclass(frozen=True)
 class TrustStore:
     """The root the app pins and the seal certificates checked against it."""
@@ -82,24 +142,25 @@ class TrustStore:
     @classmethod
     def from_published(cls, published: Mapping[str, Any], pinned_root: x509.Certificate | None = None) -> TrustStore:
         """Check what ``GET /mobile/v1/pki`` returned: the root (equal to ``pinned_root`` when
-        given) signs the issuing CA, which signs every seal certificate kept."""
-        root = x509.load_pem_x509_certificate(published["root"].encode())
-        issuing = x509.load_pem_x509_certificate(published["issuing"].encode())
+        given) signs the issuing CA, which signs every seal certificate kept, and each of
+        those is a platform seal (see the module docstring); :class:`VerificationError` otherwise."""
+        with _well_formed("published trust material"):
+            root = x509.load_pem_x509_certificate(published["root"].encode())
+            issuing = x509.load_pem_x509_certificate(published["issuing"].encode())
+            certificates = [x509.load_pem_x509_certificate(entry["pem"].encode()) for entry in published["seals"]]
         if pinned_root is not None and root != pinned_root:
             raise VerificationError("the server's root is not the pinned root")
-        try:
-            root.verify_directly_issued_by(root)
-            issuing.verify_directly_issued_by(root)
-        except (ValueError, TypeError, InvalidSignature) as exc:
-            raise VerificationError("the CA chain does not verify") from exc
+        if not (_issued_by(root, root) and _is_ca(root) and _issued_by(issuing, root) and _is_ca(issuing)):
+            raise VerificationError("the CA chain does not verify")
+        platform_policy = _platform_policy(issuing)
         seals = {}
-        for entry in published["seals"]:
-            seal = x509.load_pem_x509_certificate(entry["pem"].encode())
-            try:
-                seal.verify_directly_issued_by(issuing)
-            except (ValueError, TypeError, InvalidSignature) as exc:
-                raise VerificationError(f"seal {entry['serial']} is not issued by the platform CA") from exc
-            seals[format(seal.serial_number, "x")] = seal
+        for seal in certificates:
+            serial = format(seal.serial_number, "x")
+            if not _issued_by(seal, issuing):
+                raise VerificationError(f"seal {serial} is not issued by the platform CA")
+            if not _is_seal(seal, platform_policy):
+                raise VerificationError(f"certificate {serial} is not a platform seal")
+            seals[serial] = seal
         return cls(root, seals)
 
     def sealed(self, data: bytes, signature_b64: str, at: dt.datetime, serial: str | None = None) -> bool:
@@ -129,6 +190,12 @@ def check_tree_head(trust: TrustStore, head: Mapping[str, Any]) -> None:
 def check_receipt(trust: TrustStore, receipt: Mapping[str, Any], *, meeting: str, holder_no: str,
                   payload_sha256: str) -> None:
     """A receipt for *this* payload: its statement and its tree head are both sealed."""
+    with _well_formed("receipt"):
+        _check_receipt(trust, receipt, meeting=meeting, holder_no=holder_no, payload_sha256=payload_sha256)
+
+
+def _check_receipt(trust: TrustStore, receipt: Mapping[str, Any], *, meeting: str, holder_no: str,
+                   payload_sha256: str) -> None:
     statement = receipt["receipt"]
     received = _time(statement["received_at"])
     if not trust.sealed(rfc8785.dumps(statement), receipt["signature"], received, receipt["seal_serial"]):
@@ -157,6 +224,13 @@ def check_counted(trust: TrustStore, proof: Mapping[str, Any], *, meeting: str, 
                   leaf_index: int | None = None) -> CountedCheck:
     """Recompute the leaf of *my* ballot from the log entry, fold the inclusion proof into the
     root of the sealed tree head, and check the seal; :class:`VerificationError` otherwise."""
+    with _well_formed("counted proof"):
+        return _check_counted(trust, proof, meeting=meeting, ballot_sha256=ballot_sha256, holder_no=holder_no,
+                              cms_sha256=cms_sha256, leaf_index=leaf_index)
+
+
+def _check_counted(trust: TrustStore, proof: Mapping[str, Any], *, meeting: str, ballot_sha256: str,
+                   holder_no: str | None, cms_sha256: str | None, leaf_index: int | None) -> CountedCheck:
     entry, head = proof["entry"], proof["tree_head"]
     if tuple(sorted(entry)) != tuple(sorted(_ENTRY_FIELDS)) or entry["type"] != LOG_ENTRY_TYPE:
         raise VerificationError("the log entry is not a ballot entry")

@@ -68,14 +68,6 @@ class Submitted:
     revoked_ballots: int | None
 
 
-def _check_window(meeting: Meeting, now: dt.datetime) -> None:
-    """The voting service's window rule, answered before anything is signed."""
-    if meeting.status != "published" or now < meeting.opens_at:
-        raise Conflict("e-voting for this meeting is not open", code="voting_not_open")
-    if now >= meeting.closes_at:
-        raise Conflict("the e-voting deadline has passed", code="voting_closed")
-
-
 def prepare_ballot(session: Session, reader: Session, caller: MobileCaller, *, meeting_public_id: str,
                    holder_no: str | None, choices: Mapping[str, object],
                    now: dt.datetime | None = None) -> Prepared:
@@ -86,13 +78,12 @@ def prepare_ballot(session: Session, reader: Session, caller: MobileCaller, *, m
     view = holdings.meeting_view(reader, caller, meeting_public_id, statuses=False)
     holder = holdings.holder_for(view, holder_no)
     meeting = view.meeting
-    _check_window(meeting, now)
+    ballots.check_open(meeting.status, meeting.opens_at, meeting.closes_at, now)  # before anything is signed
     rows = voting_service.agenda_rows(reader, meeting.id or 0)
-    shares = holdings.votable(holder)
     try:
         payload = build_ballot(meeting.public_id, holder.holder_no, choices, new_nonce(), now)  # type: ignore[arg-type]
         check_choices(parse_ballot(payload), voting_service.agenda_of(rows), nominee=holder.nominee,
-                      votable_shares={row.item_key: shares for row in rows})
+                      votable_shares=ballots.votable_shares(holder, rows))
     except BallotError as exc:
         raise AppError(exc.message, code=exc.code, status_code=400) from exc
     return _prepare(session, caller, meeting, holder.holder_no, BALLOT, payload, now)
@@ -106,10 +97,9 @@ def prepare_revocation(session: Session, reader: Session, caller: MobileCaller, 
     view = holdings.meeting_view(reader, caller, meeting_public_id, statuses=False)
     holder = holdings.holder_for(view, holder_no)
     meeting = view.meeting
-    if meeting.status != "published" or now >= meeting.closes_at:
-        raise Conflict("the revocation deadline has passed: the e-vote stays in force", code="revocation_too_late")
+    attendance.check_revocation_open(meeting.status, meeting.closes_at, now)
     standing = reader.execute(select(BallotRow.id).where(BallotRow.holder_id == holder.id)
-                              .where(BallotRow.status.in_(holdings.STANDING)).limit(1)).first()  # type: ignore[attr-defined]
+                              .where(BallotRow.status.in_(attendance.STANDING)).limit(1)).first()  # type: ignore[attr-defined]
     if standing is None:
         raise Conflict("there is no e-vote to revoke", code="nothing_to_revoke")
     payload = build_revocation(meeting.public_id, holder.holder_no, new_nonce(), now)
@@ -131,11 +121,6 @@ def _prepare(session: Session, caller: MobileCaller, meeting: Meeting, holder_no
     session.add(submission)
     session.flush()
     return Prepared(submission, meeting, challenge)
-
-
-def device_action(payload: bytes) -> str:
-    """The action the device signs with the challenge: binds the proof to these bytes' digest."""
-    return signing_service.authorization_action(DIGEST_ALGORITHM, [hashlib.sha256(payload).digest()])
 
 
 def _claim(session: Session, reader: Session, caller: MobileCaller, submission_id: str,

@@ -66,6 +66,9 @@ class MobileRoute(APIRoute):
             except RequestValidationError as exc:
                 return _validation_error(exc, language)
             except StarletteHTTPException as exc:
+                if exc.status_code == 400 and isinstance(exc.__cause__, (ValueError, RecursionError)):
+                    # FastAPI's "error parsing the body": not UTF-8, nested too deep, a number too long.
+                    return localised_error("malformed_json", 400, "the body is not valid JSON", language)
                 code = _STATUS_CODES.get(exc.status_code, "http_error")
                 return localised_error(code, exc.status_code, str(exc.detail), language)
             response.headers["Content-Language"] = language

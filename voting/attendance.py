@@ -48,6 +48,13 @@ class AcceptedRevocation:
     receipt: Receipt
 
 
+def check_revocation_open(status: str, closes_at: dt.datetime, received_at: dt.datetime) -> None:
+    """409 ``revocation_too_late`` unless a revocation received at ``received_at`` is before
+    the deadline of a published meeting (Art. 177-2; a late one leaves the e-vote in force)."""
+    if received_at >= closes_at or status != "published":
+        raise Conflict("the revocation deadline has passed: the e-vote stays in force", code="revocation_too_late")
+
+
 def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meeting_public_id: str | None = None,
                  received_at: dt.datetime | None = None) -> AcceptedRevocation:
     """Revoke the holder's e-vote, log the revocation and seal a receipt for it.
@@ -70,8 +77,7 @@ def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meet
         raise NotFound("no such meeting", code="unknown_meeting")
     if stamp_on_lock:  # received when its turn came: the order of the log is the order of receipt
         received_at = utcnow()
-    if received_at >= meeting.closes_at or meeting.status != "published":
-        raise Conflict("the revocation deadline has passed: the e-vote stays in force", code="revocation_too_late")
+    check_revocation_open(meeting.status, meeting.closes_at, received_at)
     payload_sha256 = hashlib.sha256(payload).hexdigest()
     if session.execute(select(BallotRevocation.id).where(BallotRevocation.meeting_id == meeting.id)
                        .where(BallotRevocation.payload_sha256 == payload_sha256)).first():

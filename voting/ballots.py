@@ -115,7 +115,8 @@ def signed_by_holder(reader: Session, pki: Pki, meeting: Meeting, holder_no: str
     return SignedBy(holder, result.signer.serial, reference, id_hmac)
 
 
-def _votable_shares(holder: Holder, agenda_rows: list) -> dict[str, int]:
+def votable_shares(holder: Holder, agenda_rows: list) -> dict[str, int]:
+    """The shares a holder votes on each agenda item (Art. 179), as ``check_choices`` takes them."""
     # Recusals (Art. 178) are applied by the tally, not by refusing the ballot: a recusal may
     # be entered after the holder voted, and the rest of the ballot counts either way.
     shares = holder.shares - holder.non_voting_shares
@@ -145,7 +146,7 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
     meeting = reader.execute(_MEETING, {"public_id": ballot.meeting_id}).scalar_one_or_none()
     if meeting is None or meeting.status == "draft":
         raise NotFound("no such meeting", code="unknown_meeting")
-    _check_open(meeting.status, meeting.opens_at, meeting.closes_at, received_at)
+    check_open(meeting.status, meeting.opens_at, meeting.closes_at, received_at)
     digest = hashlib.sha256(payload).digest()
     signed = signed_by_holder(reader, pki, meeting, ballot.holder_no, payload, cms)
     holder = signed.holder
@@ -153,7 +154,7 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
     agenda = service.agenda_of(agenda_rows)
     try:
         item_status = check_choices(ballot, agenda, nominee=holder.nominee,
-                                    votable_shares=_votable_shares(holder, agenda_rows))
+                                    votable_shares=votable_shares(holder, agenda_rows))
     except BallotError as exc:
         raise _refuse(exc.code, str(exc)) from exc
     # Recording: the meeting row is locked, which orders the meeting's ballots and log.
@@ -161,7 +162,7 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
     locked = connection.execute(_LOCK_MEETING, {"meeting_id": meeting.id}).one()
     if stamp_on_lock:  # received when its turn came: the order of the log is the order of receipt
         received_at = utcnow()
-    _check_open(locked.status, locked.opens_at, locked.closes_at, received_at)
+    check_open(locked.status, locked.opens_at, locked.closes_at, received_at)
     current = connection.execute(_HOLDER_NOW, {"meeting_id": meeting.id, "holder_no": ballot.holder_no}).first()
     if current is None or current.id != holder.id or current.id_hmac != signed.id_hmac:
         raise Conflict("the register changed while the ballot was checked: send it again", code="register_changed")
@@ -197,7 +198,8 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
     return Receipt(statement, signature, serial, status)
 
 
-def _check_open(status: str, opens_at: dt.datetime, closes_at: dt.datetime, received_at: dt.datetime) -> None:
+def check_open(status: str, opens_at: dt.datetime, closes_at: dt.datetime, received_at: dt.datetime) -> None:
+    """409 ``voting_not_open`` / ``voting_closed`` unless a ballot received at ``received_at`` is in the window."""
     if status != "published" or received_at < opens_at:
         raise Conflict("e-voting for this meeting is not open", code="voting_not_open")
     if received_at >= closes_at:

@@ -189,3 +189,30 @@ def test_racing_submissions_of_one_prepared_ballot_record_exactly_one(any_platfo
             statuses = list(pool.map(send, range(8)))
         assert statuses.count(201) == 1 and all(s in (201, 401, 409) for s in statuses), statuses
         assert len(alice.ballots()["items"]) == 1
+
+
+def test_racing_wrong_pins_lock_the_credential_after_five_and_the_lock_holds(any_platform: Platform) -> None:
+    app = create_app(platform=any_platform, background_refresh=False)
+    with TestClient(app) as client, LiveServer(app) as server:
+        alice = new_investor(client, any_platform, NATIONAL_IDS[0])
+        public_id, _ = publish_meeting(client, any_platform, [("H001", NATIONAL_IDS[0], 1000, 0)])
+        bodies = []
+        for _ in range(8):
+            prepared = alice.prepare_ballot(public_id, {"1": "CFOR"})
+            action = authorization_action(hashlib.sha256(prepared.payload).digest())
+            message = challenge_message(prepared.challenge_id, prepared.nonce, action, alice.credential_id or "")
+            bodies.append((prepared.submission_id, {"pin": "111119", "device_signature": base64.b64encode(
+                alice.device_key.sign(message, ec.ECDSA(hashes.SHA256()))).decode()}))
+        headers, start = alice.headers(), threading.Barrier(8)
+
+        def send(job: tuple[str, dict[str, str]]) -> tuple[int, str]:
+            start.wait()
+            answer = httpx.post(f"{server.url}/mobile/v1/submissions/{job[0]}", json=job[1], headers=headers,
+                                timeout=60)
+            return answer.status_code, answer.json()["error"]["code"]
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(send, bodies))
+        assert sorted(answers) == [(401, "wrong_pin")] * 4 + [(403, "pin_locked")] * 4, answers
+        assert refusal(lambda: alice.vote(public_id, {"1": "CFOR"}, PIN)) == (403, "pin_locked")
+        assert alice.me()["certificate"]["pin_tries_left"] == 0 and alice.ballots()["items"] == []

@@ -3,12 +3,18 @@ my status on each, my votable shares and cumulative votes, several holder number
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from fastapi.testclient import TestClient
 
 from cloudseal.platform import Platform
+from core.errors import Conflict
 from mobile_api.client import MobileApiError
 from tests.mobile.factories import CHOICES, NATIONAL_IDS, PIN, host, new_investor, publish_meeting
+from voting import attendance
+from voting import ballots as voting_ballots
+from voting.models import Holder
 
 
 def test_upcoming_and_past_meetings_page_by_page(client: TestClient, platform: Platform) -> None:
@@ -69,3 +75,32 @@ def test_an_over_allocated_election_is_the_voting_services_call(client: TestClie
         with pytest.raises(MobileApiError) as refused:
             alice.prepare_ballot(public_id, choices)
         assert (refused.value.status, refused.value.code) == (400, code)
+
+
+def test_the_window_deadline_and_votable_shares_are_the_voting_services(
+        client: TestClient, platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare answers early with the voting service's own rules, not copies of them."""
+    alice = new_investor(client, platform, NATIONAL_IDS[0])
+    public_id, _ = publish_meeting(client, platform, [("H001", NATIONAL_IDS[0], 1000, 250)])
+    asked: list[tuple[str, int]] = []
+    real_votable_shares = voting_ballots.votable_shares
+
+    def votable_shares(holder: Holder, rows: list) -> dict[str, int]:
+        asked.append((holder.holder_no, len(rows)))
+        return real_votable_shares(holder, rows)
+
+    def refuse(code: str) -> Callable[..., None]:
+        def rule(*_args: object) -> None:
+            raise Conflict("the voting service says no", code=code)
+        return rule
+
+    monkeypatch.setattr(voting_ballots, "votable_shares", votable_shares)
+    alice.prepare_ballot(public_id, {"3": {"allocations": {"C1": 1500}}})
+    assert asked == [("H001", 3)]
+    monkeypatch.setattr(voting_ballots, "check_open", refuse("window_rule"))
+    monkeypatch.setattr(attendance, "check_revocation_open", refuse("deadline_rule"))
+    for prepare, code in ((lambda: alice.prepare_ballot(public_id, CHOICES), "window_rule"),
+                          (lambda: alice.prepare_revocation(public_id), "deadline_rule")):
+        with pytest.raises(MobileApiError) as refused:
+            prepare()
+        assert (refused.value.status, refused.value.code) == (409, code)
