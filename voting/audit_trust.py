@@ -33,6 +33,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from signing.status import CLOCK_SKEW, GOOD, ON_HOLD, REVOKED, UNKNOWN, CertificateStatus
 
+# Certificate policy suffixes under the operator's policy arc (``ca.profiles``; a test keeps them equal).
+INVESTOR_POLICY_SUFFIX, PLATFORM_POLICY_SUFFIX = "1", "2"
+
 _OCSP_SOURCE, _CRL_SOURCE = "bundle_ocsp", "bundle_crl"
 
 
@@ -71,6 +74,11 @@ def _is_ca(certificate: x509.Certificate) -> bool:
     constraints = _extension(certificate, x509.BasicConstraints)
     usage = _extension(certificate, x509.KeyUsage)
     return bool(constraints and constraints.ca) and (usage is None or usage.key_cert_sign)  # type: ignore[attr-defined]
+
+
+def _policies(certificate: x509.Certificate) -> set[str]:
+    policies = _extension(certificate, x509.CertificatePolicies)
+    return {p.policy_identifier.dotted_string for p in policies or []}  # type: ignore[attr-defined]
 
 
 def may_sign(certificate: x509.Certificate) -> bool:
@@ -175,7 +183,7 @@ class TrustStore:
         seal_issuers: dict[str, x509.Certificate] = {}
         for certificate in seals:
             serial = format(certificate.serial_number, "x")
-            seal_issuers[serial] = self._admit(certificate, "platform seal", may_sign)
+            seal_issuers[serial] = self._admit(certificate, "platform seal", self._is_platform_seal)
             self.seals[serial] = certificate
         self._crl_der = tuple(crl.public_bytes(Encoding.DER) for crl in crls)
         self.revoked: dict[tuple[bytes, int], Revoked] = {}
@@ -192,6 +200,22 @@ class TrustStore:
     # Admission ---------------------------------------------------------------------------
     def _issuer_of(self, certificate: x509.Certificate) -> x509.Certificate | None:
         return next((ca for ca in self.issuing if _issued_by(certificate, ca)), None)
+
+    def _is_platform_seal(self, certificate: x509.Certificate) -> bool:
+        """A platform seal, not merely a certificate that may sign: the issuing CA also
+        certifies every investor, whose HSM key signs any hash its holder asks for, so a seal
+        must carry the platform policy (``{arc}.2``, under the one arc of its issuer's
+        policies) and not the investor policy (``{arc}.1``), and have no extended key usage
+        (the OCSP signer has one)."""
+        issuer = self._issuer_of(certificate)
+        arcs = {oid.rpartition(".")[0] for oid in _policies(issuer)} if issuer is not None else set()
+        if len(arcs) != 1:
+            return False
+        arc = arcs.pop()
+        policies = _policies(certificate)
+        return (may_sign(certificate) and f"{arc}.{PLATFORM_POLICY_SUFFIX}" in policies
+                and f"{arc}.{INVESTOR_POLICY_SUFFIX}" not in policies
+                and _extension(certificate, x509.ExtendedKeyUsage) is None)
 
     @staticmethod
     def _is_responder(certificate: x509.Certificate) -> bool:

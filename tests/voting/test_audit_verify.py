@@ -291,6 +291,23 @@ def test_another_root_is_refused_and_the_bundle_root_is_named(frozen: FrozenMeet
     assert "the bundle was made under the root CN=cloudseal Root CA" in message
 
 
+def test_an_investor_certificate_offered_as_a_platform_seal_is_refused(frozen: FrozenMeeting) -> None:
+    """The issuing CA certifies investors too, and an investor's HSM key signs any hash its
+    holder asks for: a certificate that may sign is not yet a seal."""
+    def offer(files: Files) -> None:
+        investor = files[fmt.INVESTORS_PEM].split(b"-----END CERTIFICATE-----")[0] + b"-----END CERTIFICATE-----\n"
+        files[fmt.SEALS_PEM] += investor
+    message = first(verified(tampered(frozen, offer), frozen), "certificates")
+    assert "may not act as a platform seal" in message and "INV-" in message
+
+
+def test_the_policy_suffixes_are_the_cas() -> None:
+    from ca import profiles
+    from voting import audit_trust
+    assert (audit_trust.INVESTOR_POLICY_SUFFIX, audit_trust.PLATFORM_POLICY_SUFFIX) == (
+        profiles.INVESTOR_SIGNING_POLICY, profiles.PLATFORM_POLICY)
+
+
 def test_not_a_zip_is_a_disagreement_not_a_crash(frozen: FrozenMeeting) -> None:
     message = first(verified(b"PK\x03\x04 definitely not a zip", frozen), "manifest")
     assert message.startswith("bundle: not a readable ZIP archive")
