@@ -101,7 +101,8 @@ class MobileClient:
         self._access_until = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
         self._refresh: str | None = None
         self._trust, self._pinned_root = trust, pinned_root
-        self._cms_sha256: dict[str, str] = {}
+        # What the app remembers of each ballot it sent: CMS SHA-256, holder number, leaf index.
+        self._sent: dict[str, tuple[str, str, int]] = {}
 
     def close(self) -> None:
         """Close the HTTP client if this client made it (a given one is the caller's to close)."""
@@ -276,7 +277,8 @@ class MobileClient:
                                                  self.credential_id or ""))
         submitted = self._call("POST", f"/submissions/{prepared.submission_id}",
                                body={"pin": pin, "device_signature": signature})
-        self._cms_sha256[prepared.payload_sha256] = hashlib.sha256(base64.b64decode(submitted["cms"])).hexdigest()
+        self._sent[prepared.payload_sha256] = (hashlib.sha256(base64.b64decode(submitted["cms"])).hexdigest(),
+                                               prepared.holder_no, int(submitted["receipt"]["receipt"]["leaf_index"]))
         if verify:
             check_receipt(self.trust(), submitted["receipt"], meeting=prepared.meeting, holder_no=prepared.holder_no,
                           payload_sha256=prepared.payload_sha256)
@@ -317,8 +319,9 @@ class MobileClient:
         my own ballot, RFC 9162 inclusion, the tree head's seal). Raises
         :class:`~mobile_api.proofs.VerificationError`; ``.counted`` tells whether it counts."""
         proof = self._call("GET", f"/meetings/{public_id}/ballots/{ballot_sha256}/proof")
+        cms_sha256, holder_no, leaf_index = self._sent.get(ballot_sha256, (None, None, None))
         return check_counted(self.trust(), proof, meeting=public_id, ballot_sha256=ballot_sha256,
-                             cms_sha256=self._cms_sha256.get(ballot_sha256))
+                             cms_sha256=cms_sha256, holder_no=holder_no, leaf_index=leaf_index)
 
     # Inbox --------------------------------------------------------------------------------
 
