@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.errors import BadRequest
 from mobile_api import i18n
 from ra.schemas import END_ENTITY_REASONS
+from voting.schemas import ReceiptOut as ReceiptOut  # the voting service's sealed receipt, as is
 
 HEX_ID = r"^[0-9a-f]{1,64}$"
 PUBLIC_ID = r"^[0-9a-f]{32}$"
@@ -275,13 +276,6 @@ class PreparedOut(BaseModel):
 class SubmitIn(_Strict):
     pin: str = Field(min_length=1, max_length=32, repr=False)
     device_signature: str = Field(min_length=1, max_length=512)
-
-
-class ReceiptOut(BaseModel):
-    receipt: dict[str, Any] = Field(description="the sealed statement (its RFC 8785 JSON is what was signed)")
-    signature: str = Field(description="base64 DER ECDSA by the platform seal over SHA-256 of the statement")
-    seal_serial: str
-    status: str
 
 
 class SubmittedOut(BaseModel):

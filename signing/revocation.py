@@ -25,7 +25,6 @@ import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -42,6 +41,7 @@ from signing.status import REVOKED as REVOKED
 from signing.status import UNKNOWN as UNKNOWN
 from signing.status import CertificateStatus as CertificateStatus
 from signing.status import RevocationSource as RevocationSource
+from signing.status import signature_valid
 from signing.status import utcnow as utcnow
 
 OCSP_PATH = "/pki/ocsp"
@@ -78,23 +78,6 @@ def _fetch(client: httpx.Client, method: str, url: str, *, max_bytes: int, conte
             return bytes(body)
     except httpx.HTTPError as exc:
         raise _FetchError(f"{url}: {type(exc).__name__}") from None
-
-
-def _signature_valid(public_key: object, signature: bytes, data: bytes,
-                     hash_algorithm: hashes.HashAlgorithm | None) -> bool:
-    """Whether ``signature`` over ``data`` verifies (ECDSA or RSA PKCS#1 v1.5)."""
-    if hash_algorithm is None:
-        return False
-    try:
-        if isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
-        elif isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
-        else:
-            return False
-    except (InvalidSignature, ValueError, UnsupportedAlgorithm):
-        return False
-    return True
 
 
 def _uris(names: Sequence[x509.GeneralName] | None) -> list[str]:
@@ -203,7 +186,7 @@ class OcspRevocation:
                 return "the responder was not certified by the issuing CA for OCSP signing"
             if not responder.not_valid_before_utc <= now <= responder.not_valid_after_utc:
                 return "the responder's certificate is not valid now"
-        if not _signature_valid(responder.public_key(), response.signature, response.tbs_response_bytes,
+        if not signature_valid(responder.public_key(), response.signature, response.tbs_response_bytes,
                                 response.signature_hash_algorithm):
             return "the response's signature does not verify"
         return None

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 GOOD, REVOKED, ON_HOLD, UNKNOWN = "good", "revoked", "on_hold", "unknown"
 # Clocks differ: a response "produced" a little in the future is still accepted.
@@ -56,3 +59,21 @@ class RevocationSource(Protocol):
     def status(self, certificate: x509.Certificate, issuer: x509.Certificate) -> CertificateStatus:
         """The status of ``certificate``, issued by ``issuer``; never raises."""
         ...
+
+
+def signature_valid(public_key: object, signature: bytes, data: bytes,
+                    hash_algorithm: hashes.HashAlgorithm | None) -> bool:
+    """Whether ``signature`` over ``data`` verifies (ECDSA or RSA PKCS#1 v1.5): how OCSP
+    responses and seals are checked, online and offline."""
+    if hash_algorithm is None:
+        return False
+    try:
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
+        elif isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
+        else:
+            return False
+    except (InvalidSignature, ValueError, UnsupportedAlgorithm):
+        return False
+    return True

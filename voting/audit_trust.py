@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from signing.status import CLOCK_SKEW, GOOD, ON_HOLD, REVOKED, UNKNOWN, CertificateStatus
+from signing.status import CLOCK_SKEW, GOOD, ON_HOLD, REVOKED, UNKNOWN, CertificateStatus, signature_valid
 
 # Certificate policy suffixes under the operator's policy arc (``ca.profiles``; a test keeps them equal).
 INVESTOR_POLICY_SUFFIX, PLATFORM_POLICY_SUFFIX = "1", "2"
@@ -87,22 +87,6 @@ def may_sign(certificate: x509.Certificate) -> bool:
         return False
     usage = _extension(certificate, x509.KeyUsage)
     return usage is None or bool(usage.digital_signature or usage.content_commitment)  # type: ignore[attr-defined]
-
-
-def _signature_valid(public_key: object, signature: bytes, data: bytes,
-                     hash_algorithm: hashes.HashAlgorithm | None) -> bool:
-    if hash_algorithm is None:
-        return False
-    try:
-        if isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
-        elif isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
-        else:
-            return False
-    except (InvalidSignature, ValueError, UnsupportedAlgorithm):
-        return False
-    return True
 
 
 def _key_bits(certificate: x509.Certificate) -> bytes:
@@ -288,7 +272,7 @@ class TrustStore:
     def seal_verifies(self, serial: str, signature: bytes, data: bytes) -> bool:
         """Whether the seal ``serial`` made ``signature`` (ECDSA P-256, SHA-256) over ``data``."""
         state = self._seal_state.get(serial)
-        return state is not None and _signature_valid(state[0], signature, data, hashes.SHA256())
+        return state is not None and signature_valid(state[0], signature, data, hashes.SHA256())
 
     def status_at_receipt(self, certificate: x509.Certificate, issuer: x509.Certificate, evidence: bytes | None,
                           received_at: dt.datetime) -> CertificateStatus:
@@ -369,7 +353,7 @@ class TrustStore:
                 problem = f"was produced ({produced.isoformat()}) outside its signer's validity"
             elif entry is not None and entry.at <= produced:
                 problem = f"was produced after its signer {describe(responder)} was revoked"
-        if problem is None and not _signature_valid(responder.public_key(), response.signature,
+        if problem is None and not signature_valid(responder.public_key(), response.signature,
                                                     response.tbs_response_bytes, response.signature_hash_algorithm):
             problem = "has a signature that does not verify"
         return problem
