@@ -231,6 +231,15 @@ def _write_ballots(session: Session, writer: fmt.BundleWriter, meeting: Meeting,
     return lines.lines
 
 
+def _signer_serial(cms: bytes) -> set[str]:
+    """The signer certificate's serial (hex) of a stored CMS; none for a CMS that does not
+    parse (it is written as received, and the verifier reports it)."""
+    try:
+        return {format(parse_detached_cms(cms).signer_certificate.serial_number, "x")}
+    except CmsError:
+        return set()
+
+
 def _write_revocations(session: Session, writer: fmt.BundleWriter, meeting_id: int, signers: set[str]) -> int:
     rows = session.execute(
         select(BallotRevocation, BallotRow.ballot_sha256, Holder.holder_no)
@@ -244,10 +253,7 @@ def _write_revocations(session: Session, writer: fmt.BundleWriter, meeting_id: i
     with writer.lines(fmt.REVOCATIONS) as lines:
         for group in ordered:
             revocation = group[0].BallotRevocation
-            try:
-                signers.add(format(parse_detached_cms(revocation.cms).signer_certificate.serial_number, "x"))
-            except CmsError:
-                pass  # recorded as received; the verifier reports it
+            signers.update(_signer_serial(revocation.cms))
             lines.record(fmt.revocation_record(
                 leaf_index=revocation.leaf_index, holder_no=group[0].holder_no, received_at=revocation.received_at,
                 payload=revocation.payload, cms=revocation.cms, revoked=[row.ballot_sha256 for row in group],
