@@ -7,7 +7,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from sqlmodel import Session
 
 from console.forms import room_choices, validated
@@ -17,7 +17,7 @@ from console.web import ConsoleRoute, confirm_page, page, see_other
 from core.auth import Actor
 from core.db import utcnow
 from core.validation import DB_ID_MAX
-from core.web import ReadSessionDep, SessionDep
+from core.web import ClosingStreamingResponse, ReadSessionDep, SessionDep
 from voting import attendance, exports, reports, results, service
 from voting import bundle as auditor_bundle
 from voting.access import MEETING_ROLES, READ_ROLES, visible_meeting
@@ -159,9 +159,9 @@ def tally_csv(meeting_id: MeetingId, session: ReadSessionDep, actor: ActorDep) -
 def ballots_csv(meeting_id: MeetingId, request: Request, session: ReadSessionDep, actor: ActorDep) -> Response:
     """Every ballot received (holder, time, status, hash, log index), streamed."""
     meeting = exports.exportable_meeting(session, actor, meeting_id)
-    chunks = (text.encode() for text in exports.ballots_csv(request.app.state.read_engine, meeting.id or 0))
-    return StreamingResponse(chunks, media_type="text/csv; charset=utf-8",
-                             headers=_attachment(meeting, "ballots.csv"))
+    chunks = exports.encoded(exports.ballots_csv(request.app.state.read_engine, meeting.id or 0))
+    return ClosingStreamingResponse(chunks, media_type="text/csv; charset=utf-8",
+                                    headers=_attachment(meeting, "ballots.csv"))
 
 
 @router.get("/meetings/{meeting_id}/bundle.zip")
@@ -169,5 +169,5 @@ def bundle_zip(meeting_id: MeetingId, request: Request, session: ReadSessionDep,
     """The sealed auditor bundle of a frozen meeting, streamed."""
     meeting = auditor_bundle.bundle_meeting(session, actor, meeting_id)
     stream = auditor_bundle.bundle_file(session, request.app.state.pki, meeting)
-    return StreamingResponse(auditor_bundle.iter_file(stream), media_type="application/zip",
-                             headers=_attachment(meeting, "bundle.zip"))
+    return ClosingStreamingResponse(auditor_bundle.iter_file(stream), release=stream.close,
+                                    media_type="application/zip", headers=_attachment(meeting, "bundle.zip"))

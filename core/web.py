@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -199,3 +199,27 @@ ActorDep = Annotated[Actor, Depends(get_actor)]
 def json_error(code: str, message: str, status: int, **details: Any) -> JSONResponse:
     """A JSON error response for handlers that answer directly."""
     return JSONResponse(error_body(code, message, details or None), status)
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A streamed body that releases what it holds (a database session, a temporary file)
+    as soon as the response ends: sent in full, failed, or abandoned by a client that hung up.
+
+    Starlette leaves an abandoned sync generator suspended until the garbage collector finds
+    it; this closes ``content`` and then calls ``release`` (if given) once the response is done.
+    """
+
+    def __init__(self, content: Generator[bytes, None, None], *, release: Callable[[], object] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._content, self._release = content, release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # No worker thread is inside the generator now: anyio lets a cancelled
+            # thread call finish before the cancellation reaches this point.
+            self._content.close()
+            if self._release is not None:
+                self._release()

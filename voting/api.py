@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from core.errors import NotFound
 from core.validation import DB_ID_MAX
-from core.web import ActorDep, ReadSessionDep, SessionDep, request_sessions
+from core.web import ActorDep, ClosingStreamingResponse, ReadSessionDep, SessionDep, request_sessions
 from voting import attendance, ballot_log, ballots, register, results, service
 from voting import exports, reports
 from voting import bundle as auditor_bundle
@@ -269,9 +269,9 @@ def ballots_csv(meeting_id: MeetingId, request: Request, session: ReadSessionDep
     """For hosts of the issuer, operators and auditors (frozen meetings); allowed before
     freezing (the ballots received so far). Streamed in chunks read from the database."""
     meeting = exports.exportable_meeting(session, actor, meeting_id)
-    chunks = (text.encode() for text in exports.ballots_csv(request.app.state.read_engine, meeting.id or 0))
-    return StreamingResponse(chunks, media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": _attachment(meeting, "ballots.csv")})
+    chunks = exports.encoded(exports.ballots_csv(request.app.state.read_engine, meeting.id or 0))
+    return ClosingStreamingResponse(chunks, media_type="text/csv; charset=utf-8",
+                                    headers={"Content-Disposition": _attachment(meeting, "ballots.csv")})
 
 
 @voting_router.get("/meetings/{meeting_id}/bundle.zip", response_class=StreamingResponse,
@@ -285,5 +285,6 @@ def bundle_zip(meeting_id: MeetingId, request: Request, session: ReadSessionDep,
     ``cloudseal audit verify BUNDLE --root root.crt`` re-checks it offline."""
     meeting = auditor_bundle.bundle_meeting(session, actor, meeting_id)
     stream = auditor_bundle.bundle_file(session, request.app.state.pki, meeting)
-    return StreamingResponse(auditor_bundle.iter_file(stream), media_type="application/zip",
-                             headers={"Content-Disposition": _attachment(meeting, "bundle.zip")})
+    return ClosingStreamingResponse(auditor_bundle.iter_file(stream), release=stream.close,
+                                    media_type="application/zip",
+                                    headers={"Content-Disposition": _attachment(meeting, "bundle.zip")})

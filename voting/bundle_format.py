@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import io
 import json
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -147,7 +149,10 @@ class BundleWriter:
         self._zip = ZipFile(out, "w", compression=ZIP_DEFLATED, allowZip64=True, compresslevel=_COMPRESS_LEVEL)
         self._files: dict[str, dict[str, Any]] = {}
         self._counts: dict[str, int] = {}
-        self._ocsp: dict[str, bytes] = {}
+        # OCSP responses wait in a temporary file until finish(): one per signer, they would
+        # otherwise hold a kilobyte or two of memory per voter. Only where each lies is kept.
+        self._ocsp_spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by finish or abort)
+        self._ocsp: dict[str, tuple[int, int]] = {}
         self._closed = False
 
     @contextmanager
@@ -174,7 +179,9 @@ class BundleWriter:
         if der is None:
             return None
         digest = sha256_hex(der)
-        self._ocsp.setdefault(digest, der)
+        if digest not in self._ocsp:
+            self._ocsp[digest] = (self._ocsp_spool.seek(0, io.SEEK_END), len(der))
+            self._ocsp_spool.write(der)
         return digest
 
     def finish(self, manifest: Mapping[str, Any], seal: Seal, sealed_at: dt.datetime) -> dict[str, Any]:
@@ -183,7 +190,10 @@ class BundleWriter:
         close the archive and return the manifest."""
         with self.lines(OCSP_RESPONSES) as out:
             for digest in sorted(self._ocsp):
-                out.record({"sha256": digest, "der": b64(self._ocsp[digest])})
+                offset, size = self._ocsp[digest]
+                self._ocsp_spool.seek(offset)
+                out.record({"sha256": digest, "der": b64(self._ocsp_spool.read(size))})
+        self._ocsp_spool.close()
         document = {**manifest, "format": FORMAT, "sealed_at": log_time(sealed_at),
                     "counts": {**dict(manifest.get("counts", {})), "lines": dict(sorted(self._counts.items()))},
                     "files": dict(sorted(self._files.items()))}
@@ -198,6 +208,7 @@ class BundleWriter:
 
     def abort(self) -> None:
         """Close the archive without a manifest (a bundle that failed half-way verifies as broken)."""
+        self._ocsp_spool.close()
         if not self._closed:
             self._zip.close()
             self._closed = True

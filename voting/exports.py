@@ -13,10 +13,11 @@ spreadsheet would take for a formula (``=``, ``+``, ``-``, ``@``) is prefixed wi
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -113,7 +114,7 @@ def ballot_line(holder_no: str, received_at: dt.datetime, status: str, ballot_sh
             ballot_sha256, leaf_index]
 
 
-def ballots_csv(engine: Engine, meeting_id: int, *, chunk_rows: int = CHUNK_ROWS) -> Iterator[str]:
+def ballots_csv(engine: Engine, meeting_id: int, *, chunk_rows: int = CHUNK_ROWS) -> Generator[str, None, None]:
     """The meeting's ballots as CSV text, in order of receipt, one chunk of rows at a time.
 
     Reads ``chunk_rows`` ballots per query (keyset on the row id, up to the last ballot
@@ -131,3 +132,11 @@ def ballots_csv(engine: Engine, meeting_id: int, *, chunk_rows: int = CHUNK_ROWS
             after = rows[-1].id
             yield csv_text(ballot_line(r.holder_no, r.received_at, r.status, r.ballot_sha256, r.leaf_index)
                            for r in rows)
+
+
+def encoded(texts: Generator[str, None, None]) -> Generator[bytes, None, None]:
+    """``texts`` as UTF-8, closing ``texts`` (and the session it holds) when closed itself:
+    what a streamed response needs to let go of an abandoned download at once."""
+    with contextlib.closing(texts):
+        for text in texts:
+            yield text.encode()

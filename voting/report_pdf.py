@@ -2,7 +2,7 @@
 
 Headings are bilingual (Traditional Chinese and English). Every text is set in WenQuanYi
 Micro Hei, a CJK TrueType font from the Debian package ``fonts-wqy-microhei``, embedded
-(subset) in the PDF; without the font file the report is refused (:class:`ReportFontMissing`)
+(subset) in the PDF; without the font file the report is refused (:class:`ReportFontMissing`, 409)
 rather than drawn with missing glyphs, and a character the font lacks is shown as its code
 point (``[U+2A6D6]``), never dropped. Share figures are ints of any size, printed with
 thousands separators; percentages are rounded for display only, computed in integers.
@@ -30,6 +30,7 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from core.errors import Conflict
 from voting.calendar import TAIPEI
 from voting.report_data import AgendaEntry, ReportData
 
@@ -48,8 +49,13 @@ GRID = colors.HexColor("#9aa7b8")
 _WIDTH = A4[0] - 36 * mm
 
 
-class ReportFontMissing(RuntimeError):
-    """The CJK font the report needs is not installed: install the Debian package it names."""
+class ReportFontMissing(Conflict):
+    """The CJK font the report needs is not installed: install the Debian package it names.
+
+    A freeze that meets it is refused like any report that cannot be sealed (409
+    ``report_not_sealed``, nothing frozen) and succeeds once the package is installed."""
+
+    code = "report_not_sealed"
 
 
 @functools.cache

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import datetime as dt
+import gc
 import hashlib
 import json
-from collections.abc import Iterator
+import tempfile
+import tracemalloc
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 from cryptography import x509
@@ -26,8 +33,9 @@ from signing.cms_parse import parse_detached_cms
 from tests.conftest import bearer
 from tests.ra.factories import NATIONAL_IDS
 from tests.voting.audit_meeting import BIG, FrozenMeeting, frozen_meeting, lines, members, published_meeting
+from voting import bundle as auditor_bundle
 from voting import bundle_format as fmt
-from voting import merkle
+from voting import exports, merkle
 from voting.audit_verify import verify_bundle
 from voting.log_records import log_entry, parse_log_time, revocation_log_entry
 from voting.models import BallotRow, RunningTally, TreeHead
@@ -213,3 +221,93 @@ def test_the_cli_refuses_an_unknown_or_unfrozen_meeting(frozen: FrozenMeeting, c
     result = CliRunner().invoke(cli, ["audit", "bundle", "--meeting", running.public_id, "--out", str(out)])
     assert result.exit_code == 1 and "meeting_not_frozen" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def get_and_leave(app: Any, path: str, headers: dict[str, str], released: Callable[[], bool]) -> list[dict[str, Any]]:
+    """GET ``path`` over raw ASGI (spec 2.4) and hang up as the first body chunk is sent, as
+    a client closing its connection mid-download does; the messages the app sent. Asserts
+    ``released()`` as soon as the app is done, while its event loop still runs (a server's
+    loop does not end with the request)."""
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+             "query_string": b"", "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body":
+            raise OSError("the client went away")
+
+    async def request() -> None:
+        with contextlib.suppress(Exception):
+            await app(scope, receive, send)
+        assert released()
+
+    asyncio.run(request())
+    return sent
+
+
+def test_a_client_that_leaves_mid_download_releases_the_temporary_file_at_once(
+        frozen: FrozenMeeting, http: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[IO[bytes]] = []
+    temporary_file = tempfile.TemporaryFile
+
+    def spy(*args: Any, **kwargs: Any) -> IO[bytes]:
+        opened.append(temporary_file(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(auditor_bundle.tempfile, "TemporaryFile", spy)
+    gc.disable()  # released by the response itself, not whenever the garbage collector runs
+    try:
+        sent = get_and_leave(http.app, f"/voting/meetings/{frozen.meeting_id}/bundle.zip",
+                             bearer(frozen.platform, Role.OPERATOR), lambda: all(f.closed for f in opened))
+        assert sent[0]["status"] == 200 and opened  # the bundle (and the spool of OCSP responses)
+    finally:
+        gc.enable()
+
+
+def test_a_client_that_leaves_mid_ballot_list_releases_its_database_session_at_once(
+        frozen: FrozenMeeting, http: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    generators: list[Iterator[str]] = []
+    ballots_csv = exports.ballots_csv
+
+    def spy(*args: Any, **kwargs: Any) -> Iterator[str]:
+        generators.append(ballots_csv(*args, **kwargs))
+        return generators[-1]
+
+    monkeypatch.setattr(exports, "ballots_csv", spy)
+    gc.disable()
+    try:
+        # Closed, and its database session with it.
+        sent = get_and_leave(http.app, f"/voting/meetings/{frozen.meeting_id}/exports/ballots.csv",
+                             bearer(frozen.platform, Role.OPERATOR),
+                             lambda: all(g.gi_frame is None for g in generators))  # type: ignore[attr-defined]
+        assert sent[0]["status"] == 200 and len(generators) == 1
+    finally:
+        gc.enable()
+
+
+def test_the_writer_keeps_ocsp_responses_on_disk_not_in_memory(tmp_path: Path) -> None:
+    """One OCSP response per signer: a million voters' would be gigabytes held while the
+    bundle is written. They wait in a temporary file; the bundle lists each once, sorted."""
+    def response(n: int) -> bytes:  # 4 KiB, made afresh at each call
+        return hashlib.sha512(n.to_bytes(4, "big")).digest() * 64
+
+    writer = fmt.BundleWriter(tmp_path / "bundle.zip")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        digests = [writer.add_ocsp(response(n % 2000)) for n in range(2010)]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 2_000_000, held  # the responses themselves are 8 MB
+    writer.finish({}, lambda data: (b"signature", "1"), dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
+    written = lines(members((tmp_path / "bundle.zip").read_bytes())[fmt.OCSP_RESPONSES])
+    assert [r["sha256"] for r in written] == sorted(set(digests)) and len(written) == 2000
+    assert {r["sha256"]: base64.b64decode(r["der"]) for r in written} == {
+        hashlib.sha256(response(n)).hexdigest(): response(n) for n in range(2000)}

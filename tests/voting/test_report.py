@@ -396,3 +396,22 @@ def test_an_operator_freezing_another_issuers_meeting_is_allowed_but_a_host_is_n
         voting_service.freeze_meeting(session, platform.pki, actor=Actor("ops", Role.OPERATOR),
                                       meeting_id=meeting.meeting_id)
         assert session.get(MeetingReport, meeting.meeting_id) is not None
+
+
+def test_a_freeze_without_the_font_answers_409_naming_the_package_and_a_retry_works(
+        platform: Platform, client: TestClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    meeting = voted_meeting(platform)
+    host = bearer(platform, Role.ISSUER_HOST, subject="hana", tenant="2330")
+    report_pdf._font_glyphs.cache_clear()
+    monkeypatch.setattr(report_pdf, "FONT_PATH", tmp_path / "absent.ttc")
+    try:
+        answer = TestClient(client.app, raise_server_exceptions=False).post(
+            f"/voting/meetings/{meeting.meeting_id}/freeze", headers=host)
+    finally:
+        monkeypatch.undo()
+        report_pdf._font_glyphs.cache_clear()
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "report_not_sealed"
+    assert "fonts-wqy-microhei" in answer.json()["error"]["message"]
+    assert client.get(f"/voting/meetings/{meeting.meeting_id}", headers=host).json()["status"] == "published"
+    assert client.post(f"/voting/meetings/{meeting.meeting_id}/freeze", headers=host).status_code == 200
+    assert client.get(report_url(meeting), headers=host).status_code == 200
