@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Column, Integer, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
 from core.db import UTCDateTime
@@ -14,6 +14,8 @@ class AuditEvent(SQLModel, table=True):
     """One append-only audit record; ``entry_hash`` chains it to its predecessor."""
 
     __tablename__ = "audit_event"
+    # What happened to one object (e.g. an investor's credentials, read by the app's inbox).
+    __table_args__ = (Index("ix_audit_event_object", "object_type", "object_id"),)
 
     seq: int = Field(sa_type=BigInteger, primary_key=True, description="1, 2, 3, … without gaps")
     occurred_at: dt.datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
