@@ -273,7 +273,7 @@ def chain_to(parsed: ParsedCms, trust_anchors: list[x509.Certificate]) -> list[x
             checks_left -= 1
             if checks_left < 0:
                 raise CmsError("untrusted_chain", "too many candidate issuers in the CMS")
-            if not _issued_by(path[-1], issuer):
+            if not issued_by(path[-1], issuer):
                 continue
             if issuer.public_bytes(Encoding.DER) in anchors:
                 return [*path, issuer]
@@ -287,7 +287,7 @@ _VERIFIED_LINKS_MAX = 8192
 _verified_links_lock = threading.Lock()
 
 
-def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+def issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
     """``child``'s signature verifies under ``issuer``'s key. A link that verified once is
     remembered (by both certificates' fingerprints): certificates never change, and the
     same signer and CA certificates come back in CMS after CMS."""

@@ -37,11 +37,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from signing.cms import chain_to, verify_cms_signature
+from signing.cms import chain_to, issued_by, verify_cms_signature
 from signing.cms_parse import (
     DIGEST_HASHES,
     CmsError,
@@ -161,13 +160,7 @@ def _aware(when: dt.datetime) -> dt.datetime:
 
 
 def _is_self_signed(certificate: x509.Certificate) -> bool:
-    if certificate.subject != certificate.issuer:
-        return False
-    try:
-        certificate.verify_directly_issued_by(certificate)
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    return True
+    return issued_by(certificate, certificate)
 
 
 class Verifier:

@@ -24,13 +24,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from signing.cms import issued_by
 from signing.status import CLOCK_SKEW, GOOD, ON_HOLD, REVOKED, UNKNOWN, CertificateStatus, signature_valid
 
 # Certificate policy suffixes under the operator's policy arc (``ca.profiles``; a test keeps them equal).
@@ -51,16 +52,6 @@ def describe(certificate: x509.Certificate) -> str:
 def fingerprint(certificate: x509.Certificate) -> bytes:
     """SHA-256 of the certificate's DER."""
     return certificate.fingerprint(hashes.SHA256())
-
-
-def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if child.issuer != issuer.subject:
-        return False
-    try:
-        child.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    return True
 
 
 def _extension(certificate: x509.Certificate, kind: type) -> object | None:
@@ -149,7 +140,7 @@ class TrustStore:
         for certificate in issuing:
             if certificate == root:
                 continue
-            if not _issued_by(certificate, root) or not _is_ca(certificate):
+            if not issued_by(certificate, root) or not _is_ca(certificate):
                 hint = ""
                 if bundle_root is not None and fingerprint(bundle_root) != fingerprint(root):
                     hint = (f"; the bundle was made under the root {describe(bundle_root)}, "
@@ -183,7 +174,7 @@ class TrustStore:
 
     # Admission ---------------------------------------------------------------------------
     def _issuer_of(self, certificate: x509.Certificate) -> x509.Certificate | None:
-        return next((ca for ca in self.issuing if _issued_by(certificate, ca)), None)
+        return next((ca for ca in self.issuing if issued_by(certificate, ca)), None)
 
     def _is_platform_seal(self, certificate: x509.Certificate) -> bool:
         """A platform seal, not merely a certificate that may sign: the issuing CA also
@@ -342,7 +333,7 @@ class TrustStore:
         key = (fingerprint(responder), fingerprint(issuer))
         if key not in self._responders:
             problem = None
-            if responder != issuer and (not _issued_by(responder, issuer) or not self._is_responder(responder)):
+            if responder != issuer and (not issued_by(responder, issuer) or not self._is_responder(responder)):
                 problem = f"is signed by {describe(responder)}, not an OCSP signer the issuing CA certified"
             self._responders[key] = problem
         problem = self._responders[key]
