@@ -142,6 +142,29 @@ class _WriteGate:
         if conn.info.pop(_GATE_KEY, False):
             self._give_back()
 
+    def commit(self, conn: Any) -> None:
+        """Commit, then give the gate back. SQLAlchemy announces a commit *before* it runs
+        it: giving the turn back then would start the next writer's ``BEGIN IMMEDIATE``
+        while this COMMIT (and its fsync) still holds SQLite's lock, and SQLite's busy handler
+        would make it sleep milliseconds. SQLAlchemy's own COMMIT that follows finds no
+        transaction and does nothing; if this one fails, that one raises it, and the
+        rollback that follows gives the gate back."""
+        self._finish(conn, "commit")
+
+    def rollback(self, conn: Any) -> None:
+        """Roll back, then give the gate back (see :meth:`commit`)."""
+        self._finish(conn, "rollback")
+
+    def _finish(self, conn: Any, how: str) -> None:
+        if not conn.info.get(_GATE_KEY):
+            return
+        dbapi_connection = conn.connection.dbapi_connection
+        try:
+            getattr(dbapi_connection, how)()
+        except Exception:  # noqa: BLE001 - SQLAlchemy's own call repeats and raises it
+            return
+        self.end(conn)
+
     def on_checkin(self, _dbapi_connection: Any, record: Any) -> None:
         # A connection returned mid-transaction (its rollback ran without the event).
         if record.info.pop(_GATE_KEY, False):
@@ -178,8 +201,8 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Eng
             on_disk = parsed.database and parsed.database != ":memory:"
             gate = _WriteGate(Path(f"{parsed.database}.writelock") if on_disk else None)
             event.listen(engine, "begin", gate.begin)
-            event.listen(engine, "commit", gate.end)
-            event.listen(engine, "rollback", gate.end)
+            event.listen(engine, "commit", gate.commit)
+            event.listen(engine, "rollback", gate.rollback)
             event.listen(engine.pool, "checkin", gate.on_checkin)
             event.listen(engine, "engine_disposed", gate.close)
         return engine

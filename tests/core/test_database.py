@@ -115,6 +115,33 @@ def test_a_write_transaction_may_commit_in_another_thread(tmp_path) -> None:
     engine.dispose()
 
 
+def test_the_write_turn_passes_only_once_the_commit_or_rollback_has_run(tmp_path) -> None:
+    """SQLAlchemy announces a commit before running it; the next writer must not start its
+    BEGIN IMMEDIATE while this COMMIT still holds SQLite's lock (it would sleep in SQLite's
+    busy handler). A listener after the gate's sees the transaction already ended."""
+    from sqlalchemy import event
+
+    engine, _ = _counter_engine(tmp_path)
+    seen: list[tuple[str, bool]] = []
+
+    def after_gate(how: str):
+        def listener(connection) -> None:
+            seen.append((how, connection.connection.dbapi_connection.in_transaction))
+        return listener
+
+    event.listen(engine, "commit", after_gate("commit"))
+    event.listen(engine, "rollback", after_gate("rollback"))
+    with Session(engine) as session:
+        session.execute(text("UPDATE counter SET n = n + 1"))
+        session.commit()
+        session.execute(text("UPDATE counter SET n = n + 100"))
+        session.rollback()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT n FROM counter")).scalar_one() == 1
+    assert seen[:2] == [("commit", False), ("rollback", False)]
+    engine.dispose()
+
+
 def test_writers_of_two_engines_on_one_file_take_turns(tmp_path) -> None:
     """Processes (here: two engines) sharing the file queue on the lock file beside it."""
     first, url = _counter_engine(tmp_path)
