@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ _head = AuditHead.__table__  # type: ignore[attr-defined]
 _BUMP_HEAD = (
     update(_head)
     .where(_head.c.id == _HEAD_ID)
-    .values(last_seq=_head.c.last_seq + 1)
+    .values(last_seq=_head.c.last_seq + bindparam("count"))
     .returning(_head.c.last_seq, _head.c.last_hash)
 )
 _INSERT_EVENT = insert(_events)
@@ -79,6 +80,19 @@ def entry_digest(
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One event to append with :func:`record_many` (the fields :func:`record` takes)."""
+
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    outcome: str = "success"
+    tenant: str | None = None
+    details: dict[str, Any] | None = None
+
+
 def record(
     session: Session,
     *,
@@ -98,25 +112,38 @@ def record(
     PostgreSQL (row lock) and SQLite (write lock) alike. The head row itself is created by
     the first migration, so no two appenders can race to create it.
     """
+    return record_many(session, [AuditEntry(actor, action, object_type, object_id, outcome, tenant, details)])[0]
+
+
+def record_many(session: Session, entries: Sequence[AuditEntry]) -> list[int]:
+    """Append ``entries`` in order in the caller's transaction (one head update and one
+    multi-row insert for all of them); return their sequence numbers."""
+    if not entries:
+        return []
     connection = session.connection()
-    seq, prev_hash = connection.execute(_BUMP_HEAD).one()
+    last_seq, prev_hash = connection.execute(_BUMP_HEAD, {"count": len(entries)}).one()
     occurred_at = utcnow()
-    actor, tenant, action = _printable(actor, 200), _printable(tenant, 200), _printable(action, 100)
-    object_type, object_id, outcome = _printable(object_type, 100), _printable(object_id, 200), _printable(outcome, 50)
-    details_json = _canonical(details or {})
-    entry_hash = entry_digest(
-        seq=seq, occurred_at=occurred_at, actor=actor, tenant=tenant, action=action,
-        object_type=object_type, object_id=object_id, outcome=outcome,
-        details=details_json, prev_hash=prev_hash,
-    )
-    values = dict(
-        seq=seq, occurred_at=occurred_at, actor=actor, tenant=tenant, action=action,
-        object_type=object_type, object_id=object_id, outcome=outcome,
-        details=details_json, prev_hash=prev_hash, entry_hash=entry_hash,
-    )
-    connection.execute(_INSERT_EVENT, values)
-    connection.execute(_SET_HEAD_HASH, {"new_hash": entry_hash})
-    return seq
+    rows, seqs = [], []
+    for seq, entry in enumerate(entries, start=last_seq - len(entries) + 1):
+        actor, tenant = _printable(entry.actor, 200), _printable(entry.tenant, 200)
+        action, outcome = _printable(entry.action, 100), _printable(entry.outcome, 50)
+        object_type, object_id = _printable(entry.object_type, 100), _printable(entry.object_id, 200)
+        details_json = _canonical(entry.details or {})
+        entry_hash = entry_digest(
+            seq=seq, occurred_at=occurred_at, actor=actor, tenant=tenant, action=action,
+            object_type=object_type, object_id=object_id, outcome=outcome,
+            details=details_json, prev_hash=prev_hash,
+        )
+        rows.append(dict(
+            seq=seq, occurred_at=occurred_at, actor=actor, tenant=tenant, action=action,
+            object_type=object_type, object_id=object_id, outcome=outcome,
+            details=details_json, prev_hash=prev_hash, entry_hash=entry_hash,
+        ))
+        seqs.append(seq)
+        prev_hash = entry_hash
+    connection.execute(_INSERT_EVENT, rows)
+    connection.execute(_SET_HEAD_HASH, {"new_hash": prev_hash})
+    return seqs
 
 
 @dataclass
