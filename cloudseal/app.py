@@ -27,6 +27,7 @@ from signing.api import signing_router
 from signing.csc_api import csc_router
 from signing.verify_api import verify_router
 from voting.api import voting_router
+from voting.intake import BallotIntake
 
 log = logging.getLogger("cloudseal.app")
 
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.state.ocsp = platform.ocsp
     app.state.jwt_public_key = platform.jwt_public_key()
     app.state.mint_token = platform.mint_token
+    app.state.ballot_intake = BallotIntake(platform.engine, platform.pki)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(auth_router)

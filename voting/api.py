@@ -173,10 +173,12 @@ def tally(meeting_id: MeetingId, session: ReadSessionDep, actor: ActorDep) -> di
 
 @voting_router.post("/ballots", response_model=ReceiptOut, status_code=201,
                     summary="Submit a signed ballot; returns the sealed receipt")
-def submit_ballot(body: SignedSubmission, request: Request) -> ReceiptOut:
+async def submit_ballot(body: SignedSubmission, request: Request) -> ReceiptOut:
     payload, cms = ballots.require_known_payload(body.payload, body.cms)
-    with request_sessions(request) as (session, reader):
-        receipt = ballots.submit_ballot(session, request.app.state.pki, payload=payload, cms=cms, reader=reader)
+    with Session(request.app.state.read_engine, expire_on_commit=False) as reader:
+        checked = ballots.check_ballot(reader, request.app.state.pki, payload=payload, cms=cms)
+    # Recorded together with the ballots that arrive meanwhile: one transaction for all of them.
+    receipt = await request.app.state.ballot_intake.submit_async(checked)
     return ReceiptOut(**receipt.to_json())  # type: ignore[arg-type]
 
 

@@ -18,7 +18,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -102,30 +102,48 @@ def seal(session: Session, pki: Pki, statement: bytes) -> tuple[bytes, str]:
 def append(session: Session, pki: Pki, *, meeting_id: int, meeting_public_id: str, entry: bytes,
            ) -> tuple[int, SignedTreeHead]:
     """Append ``entry`` to the meeting's log; return its leaf index and the new sealed tree head."""
+    return append_many(session, pki, meeting_id=meeting_id, meeting_public_id=meeting_public_id, entries=[entry])[0]
+
+
+def append_many(session: Session, pki: Pki, *, meeting_id: int, meeting_public_id: str,
+                entries: Sequence[bytes]) -> list[tuple[int, SignedTreeHead]]:
+    """Append ``entries`` in order; return each one's leaf index and the sealed tree head
+    issued right after it (one per entry, as for single appends), writing the leaves, the
+    completed subtrees and the tree heads with one statement each."""
+    if not entries:
+        return []
     connection = session.connection()
     state = connection.execute(_STATE, {"meeting_id": meeting_id}).first()
     if state is None:
         connection.execute(_NEW_STATE, {"meeting_id": meeting_id, "size": 0, "frontier": "[]"})
         state = connection.execute(_STATE, {"meeting_id": meeting_id}).one()
     frontier = merkle.MerkleFrontier.from_state(state.size, [bytes.fromhex(h) for h in json.loads(state.frontier)])
-    (appended, leaf), *completed = frontier.append_subtrees(merkle.leaf_hash(entry))
-    index = appended.index
-    connection.execute(_INSERT_LEAF, {"meeting_id": meeting_id, "leaf_index": index, "leaf_hash": leaf})
-    if completed:
-        connection.execute(_INSERT_NODES, [{"meeting_id": meeting_id, "level": subtree.level,
-                                            "node_index": subtree.index, "hash": root}
-                                           for subtree, root in completed])
+    leaves: list[dict[str, object]] = []
+    nodes: list[dict[str, object]] = []
+    heads: list[dict[str, object]] = []
+    appended: list[tuple[int, SignedTreeHead]] = []
+    for entry in entries:
+        (subtree, leaf), *completed = frontier.append_subtrees(merkle.leaf_hash(entry))
+        leaves.append({"meeting_id": meeting_id, "leaf_index": subtree.index, "leaf_hash": leaf})
+        nodes.extend({"meeting_id": meeting_id, "level": done.level, "node_index": done.index, "hash": root}
+                     for done, root in completed)
+        issued_at = utcnow()
+        root = frontier.root()
+        signature, serial = seal(session, pki, tree_head_statement(meeting_public_id, frontier.size, root, issued_at))
+        heads.append({"meeting_id": meeting_id, "tree_size": frontier.size, "root_hash": root,
+                      "issued_at": issued_at, "signature": signature})
+        appended.append((subtree.index, SignedTreeHead(meeting_public_id, frontier.size, root, issued_at,
+                                                       signature, serial)))
+    connection.execute(_INSERT_LEAF, leaves)
+    if nodes:
+        connection.execute(_INSERT_NODES, nodes)
     updated = connection.execute(_ADVANCE, {
         "log_meeting": meeting_id, "old_size": state.size, "new_size": frontier.size,
         "new_frontier": json.dumps([h.hex() for h in frontier.subtree_roots])})
     if updated.rowcount != 1:  # the row lock makes this impossible; refuse rather than fork the log
         raise Conflict("the ballot log moved: try again", code="log_conflict")
-    issued_at = utcnow()
-    root = frontier.root()
-    signature, serial = seal(session, pki, tree_head_statement(meeting_public_id, frontier.size, root, issued_at))
-    connection.execute(_INSERT_HEAD, {"meeting_id": meeting_id, "tree_size": frontier.size, "root_hash": root,
-                                      "issued_at": issued_at, "signature": signature})
-    return index, SignedTreeHead(meeting_public_id, frontier.size, root, issued_at, signature, serial)
+    connection.execute(_INSERT_HEAD, heads)
+    return appended
 
 
 def leaf_hashes(session: Session, meeting_id: int, size: int | None = None) -> list[bytes]:

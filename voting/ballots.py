@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import rfc8785
@@ -28,8 +29,9 @@ from core.errors import AppError, BadRequest, Conflict, NotFound
 from ra.models import Credential, Investor
 from signing.evidence import platform_verifier
 from voting import ballot_log, running, service
+from voting.agenda import AgendaItem, Choice
 from voting.ballot import BallotError, check_choices, parse_ballot, typed_choices
-from voting.evidence import status_evidence
+from voting.evidence import status_evidence_many
 from voting.log_records import log_entry
 from voting.models import Attendance, BallotRow, Holder, Meeting
 
@@ -49,14 +51,16 @@ _HOLDER = select(Holder).where(Holder.meeting_id == bindparam("meeting_id")).whe
     Holder.holder_no == bindparam("holder_no"))
 _LOCK_MEETING = (select(Meeting.status, Meeting.opens_at, Meeting.closes_at)
                  .where(Meeting.id == bindparam("meeting_id")).with_for_update())
-_HOLDER_NOW = select(Holder.id, Holder.id_hmac).where(Holder.meeting_id == bindparam("meeting_id")).where(
-    Holder.holder_no == bindparam("holder_no"))
-_DUPLICATE = select(BallotRow.id).where(BallotRow.meeting_id == bindparam("meeting_id")).where(
-    BallotRow.ballot_sha256 == bindparam("ballot_sha256"))
-_PROXY = (select(Attendance.id).where(Attendance.meeting_id == bindparam("meeting_id"))
-          .where(Attendance.holder_id == bindparam("holder_id")).where(Attendance.mode == "proxy"))
-_STANDING = (select(BallotRow.id).where(BallotRow.meeting_id == bindparam("meeting_id"))
-             .where(BallotRow.holder_id == bindparam("holder_id"))
+# The recording's reads take every ballot of a group at once (expanding IN lists).
+_HOLDERS_NOW = (select(Holder.holder_no, Holder.id, Holder.id_hmac).where(Holder.meeting_id == bindparam("meeting_id"))
+                .where(Holder.holder_no.in_(bindparam("holder_nos", expanding=True))))  # type: ignore[attr-defined]
+_DUPLICATES = (select(BallotRow.ballot_sha256).where(BallotRow.meeting_id == bindparam("meeting_id"))
+               .where(BallotRow.ballot_sha256.in_(bindparam("shas", expanding=True))))  # type: ignore[attr-defined]
+_PROXIES = (select(Attendance.holder_id).where(Attendance.meeting_id == bindparam("meeting_id"))
+            .where(Attendance.holder_id.in_(bindparam("holder_ids", expanding=True)))  # type: ignore[union-attr]
+            .where(Attendance.mode == "proxy"))
+_STANDING = (select(BallotRow.holder_id).where(BallotRow.meeting_id == bindparam("meeting_id"))
+             .where(BallotRow.holder_id.in_(bindparam("holder_ids", expanding=True)))  # type: ignore[attr-defined]
              .where(BallotRow.status.in_(("counted", "superseded"))))  # type: ignore[attr-defined]
 _INSERT_BALLOT = insert(BallotRow)
 
@@ -123,6 +127,24 @@ def votable_shares(holder: Holder, agenda_rows: list) -> dict[str, int]:
     return {row.item_key: shares for row in agenda_rows}
 
 
+@dataclass(frozen=True)
+class CheckedBallot:
+    """A ballot that passed every check needing no lock, with what recording it takes."""
+
+    meeting_id: int
+    meeting_public_id: str
+    issuer_code: str
+    holder: Holder
+    signed: SignedBy
+    payload: bytes
+    cms: bytes
+    ballot_sha256: str
+    agenda: list[AgendaItem]
+    choices: dict[str, Choice]  # typed, as the running totals count them
+    item_status: dict[str, str]  # the items voided on this ballot, and why
+    received_at: dt.datetime | None  # None: stamped when its turn comes under the meeting's lock
+
+
 def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meeting_public_id: str | None = None,
                   received_at: dt.datetime | None = None, reader: Session | None = None) -> Receipt:
     """Check, store, log and seal a receipt for one signed ballot (see the module docstring).
@@ -132,9 +154,19 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
     read through ``reader`` (default ``session``); only the recording locks the meeting, so
     on SQLite the write lock is not held while the CMS is verified.
     """
-    reader = reader or session
-    stamp_on_lock = received_at is None
-    received_at = received_at or utcnow()
+    checked = check_ballot(reader or session, pki, payload=payload, cms=cms, meeting_public_id=meeting_public_id,
+                           received_at=received_at)
+    outcome = record_ballots(session, pki, [checked])[0]
+    if isinstance(outcome, AppError):
+        raise outcome
+    return outcome
+
+
+def check_ballot(reader: Session, pki: Pki, *, payload: bytes, cms: bytes, meeting_public_id: str | None = None,
+                 received_at: dt.datetime | None = None) -> CheckedBallot:
+    """Every acceptance check that needs no lock (size, form, meeting, signature, holder,
+    choices); raises the refusal's :class:`AppError`. ``received_at`` fixes the moment of
+    receipt (by default it is stamped under the meeting's lock, in log order)."""
     if len(payload) > MAX_BALLOT_BYTES or len(cms) > MAX_CMS_BYTES:
         raise _refuse("ballot_too_large", "the ballot or its signature is too large", 413)
     try:
@@ -146,8 +178,7 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
     meeting = reader.execute(_MEETING, {"public_id": ballot.meeting_id}).scalar_one_or_none()
     if meeting is None or meeting.status == "draft":
         raise NotFound("no such meeting", code="unknown_meeting")
-    check_open(meeting.status, meeting.opens_at, meeting.closes_at, received_at)
-    digest = hashlib.sha256(payload).digest()
+    check_open(meeting.status, meeting.opens_at, meeting.closes_at, received_at or utcnow())
     signed = signed_by_holder(reader, pki, meeting, ballot.holder_no, payload, cms)
     holder = signed.holder
     agenda_rows = service.agenda_rows(reader, meeting.id or 0)
@@ -157,45 +188,126 @@ def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, mee
                                     votable_shares=votable_shares(holder, agenda_rows))
     except BallotError as exc:
         raise _refuse(exc.code, str(exc)) from exc
-    # Recording: the meeting row is locked, which orders the meeting's ballots and log.
+    elections = {item.item_id for item in agenda if item.is_election}
+    return CheckedBallot(
+        meeting_id=meeting.id or 0, meeting_public_id=meeting.public_id, issuer_code=meeting.issuer_code,
+        holder=holder, signed=signed, payload=payload, cms=cms, ballot_sha256=hashlib.sha256(payload).hexdigest(),
+        agenda=agenda, choices=typed_choices(ballot.choices, elections),
+        item_status={k: v for k, v in item_status.items() if v != "ok"}, received_at=received_at)
+
+
+@dataclass
+class _Accepted:
+    position: int
+    checked: CheckedBallot
+    received_at: dt.datetime
+    status: str
+
+
+def record_ballots(session: Session, pki: Pki, checked: Sequence[CheckedBallot]) -> list[Receipt | AppError]:
+    """Record checked ballots in the order given, in the caller's transaction: each gets its
+    sealed receipt, or the refusal found under the lock (deadline passed, duplicate, the
+    register changed), without holding the others back.
+
+    Each meeting's row is locked (meetings in id order, so two recorders never deadlock),
+    which orders its ballots and log; the first-received rule is applied ballot by ballot,
+    counting those earlier in the same group. The reads, inserts, log append, running totals
+    and audit entries are one statement each per meeting, whatever the group's size.
+    """
+    outcomes: list[Receipt | AppError | None] = [None] * len(checked)
+    by_meeting: dict[int, list[int]] = {}
+    for position, ballot in enumerate(checked):
+        by_meeting.setdefault(ballot.meeting_id, []).append(position)
+    received: list[_Accepted] = []
+    for meeting_id in sorted(by_meeting):
+        group = [(position, checked[position]) for position in by_meeting[meeting_id]]
+        accepted = _admit(session, meeting_id, group, outcomes)
+        for position, receipt in _store(session, pki, meeting_id, accepted):
+            outcomes[position] = receipt
+        received.extend(accepted)
+    # The audit head is locked last, after every meeting, as the single-ballot paths do: two
+    # recorders never wait on each other in opposite orders.
+    audit.record_many(session, [audit.AuditEntry(
+        actor=f"investor:{a.checked.signed.investor_reference}", tenant=a.checked.issuer_code,
+        action="ballot.receive", object_type="meeting", object_id=a.checked.meeting_public_id,
+        details={"holder": a.checked.holder.holder_no, "ballot_sha256": a.checked.ballot_sha256, "status": a.status})
+        for a in sorted(received, key=lambda a: a.position)])
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _admit(session: Session, meeting_id: int, group: list[tuple[int, CheckedBallot]],
+           outcomes: list[Receipt | AppError | None]) -> list[_Accepted]:
+    """Lock the meeting and decide, in order, which ballots are received and with what status."""
     connection = session.connection()
-    locked = connection.execute(_LOCK_MEETING, {"meeting_id": meeting.id}).one()
-    if stamp_on_lock:  # received when its turn came: the order of the log is the order of receipt
-        received_at = utcnow()
-    check_open(locked.status, locked.opens_at, locked.closes_at, received_at)
-    current = connection.execute(_HOLDER_NOW, {"meeting_id": meeting.id, "holder_no": ballot.holder_no}).first()
-    if current is None or current.id != holder.id or current.id_hmac != signed.id_hmac:
-        raise Conflict("the register changed while the ballot was checked: send it again", code="register_changed")
-    ballot_sha256 = digest.hex()
-    if connection.execute(_DUPLICATE, {"meeting_id": meeting.id, "ballot_sha256": ballot_sha256}).first():
-        raise Conflict("this ballot was already received", code="duplicate_ballot")
-    status = _status_on_arrival(session, meeting, holder)
-    evidence = status_evidence(session, pki, signed.signer_serial, received_at)
-    index, tree_head = ballot_log.append(
-        session, pki, meeting_id=meeting.id or 0, meeting_public_id=meeting.public_id,
-        entry=log_entry(meeting.public_id, holder.holder_no, ballot_sha256, hashlib.sha256(cms).hexdigest(),
-                        received_at))
-    connection.execute(_INSERT_BALLOT, {
-        "meeting_id": meeting.id, "holder_id": holder.id, "ballot_sha256": ballot_sha256, "payload": payload,
-        "cms": cms, "signer_serial": signed.signer_serial, "investor_reference": signed.investor_reference,
-        "received_at": received_at, "status": status, "leaf_index": index, "revocation_evidence": evidence,
-        "item_status": json.dumps({k: v for k, v in item_status.items() if v != "ok"})})
-    if status == "counted":
-        elections = {item.item_id for item in agenda if item.is_election}
-        running.apply(session, meeting.id or 0, agenda, [running.CountedBallot(
-            holder.holder_no, holder.shares - holder.non_voting_shares, holder.nominee,
-            typed_choices(ballot.choices, elections), received_at)], sign=1)
-    session.flush()
-    audit.record(session, actor=f"investor:{signed.investor_reference}", tenant=meeting.issuer_code,
-                 action="ballot.receive",
-                 object_type="meeting", object_id=meeting.public_id,
-                 details={"holder": holder.holder_no, "ballot_sha256": ballot_sha256, "status": status})
-    statement = {"type": RECEIPT_TYPE, "meeting": meeting.public_id, "holder": holder.holder_no,
-                 "ballot_sha256": ballot_sha256, "leaf_index": index,
-                 "received_at": received_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "status": status,
-                 "tree_head": tree_head.to_json()}
-    signature, serial = ballot_log.seal(session, pki, rfc8785.dumps(statement))
-    return Receipt(statement, signature, serial, status)
+    locked = connection.execute(_LOCK_MEETING, {"meeting_id": meeting_id}).one()
+    holder_nos = sorted({ballot.holder.holder_no for _, ballot in group})
+    holder_ids = sorted({ballot.holder.id or 0 for _, ballot in group})
+    current = {row.holder_no: row for row in connection.execute(
+        _HOLDERS_NOW, {"meeting_id": meeting_id, "holder_nos": holder_nos})}
+    proxies = set(connection.execute(_PROXIES, {"meeting_id": meeting_id, "holder_ids": holder_ids}).scalars())
+    standing = set(connection.execute(_STANDING, {"meeting_id": meeting_id, "holder_ids": holder_ids}).scalars())
+    known = set(connection.execute(_DUPLICATES, {
+        "meeting_id": meeting_id, "shas": sorted({ballot.ballot_sha256 for _, ballot in group})}).scalars())
+    accepted = []
+    for position, ballot in group:
+        # Received when its turn came: the order of the log is the order of receipt.
+        received_at = ballot.received_at or utcnow()
+        try:
+            check_open(locked.status, locked.opens_at, locked.closes_at, received_at)
+            now = current.get(ballot.holder.holder_no)
+            if now is None or now.id != ballot.holder.id or now.id_hmac != ballot.signed.id_hmac:
+                raise Conflict("the register changed while the ballot was checked: send it again",
+                               code="register_changed")
+            if ballot.ballot_sha256 in known:
+                raise Conflict("this ballot was already received", code="duplicate_ballot")
+        except AppError as refusal:
+            outcomes[position] = refusal
+            continue
+        known.add(ballot.ballot_sha256)
+        # Art. 177-2: the holder's first standing ballot counts; a registered proxy overrides
+        # the e-vote. The partial unique index on counted ballots backs this up.
+        if ballot.holder.id in proxies:
+            status = "overridden_by_proxy"
+        else:
+            status = "superseded" if ballot.holder.id in standing else "counted"
+            standing.add(ballot.holder.id)
+        accepted.append(_Accepted(position, ballot, received_at, status))
+    return accepted
+
+
+def _store(session: Session, pki: Pki, meeting_id: int, accepted: list[_Accepted]) -> list[tuple[int, Receipt]]:
+    """Log, store and count the accepted ballots of one meeting; seal their receipts."""
+    if not accepted:
+        return []
+    connection = session.connection()
+    first = accepted[0].checked
+    evidence = status_evidence_many(session, pki, [(a.checked.signed.signer_serial, a.received_at)
+                                                   for a in accepted])
+    logged = ballot_log.append_many(session, pki, meeting_id=meeting_id, meeting_public_id=first.meeting_public_id,
+                                    entries=[log_entry(first.meeting_public_id, a.checked.holder.holder_no,
+                                                       a.checked.ballot_sha256,
+                                                       hashlib.sha256(a.checked.cms).hexdigest(), a.received_at)
+                                             for a in accepted])
+    connection.execute(_INSERT_BALLOT, [{
+        "meeting_id": meeting_id, "holder_id": a.checked.holder.id, "ballot_sha256": a.checked.ballot_sha256,
+        "payload": a.checked.payload, "cms": a.checked.cms, "signer_serial": a.checked.signed.signer_serial,
+        "investor_reference": a.checked.signed.investor_reference, "received_at": a.received_at,
+        "status": a.status, "leaf_index": index, "revocation_evidence": proof,
+        "item_status": json.dumps(a.checked.item_status)} for a, (index, _), proof in zip(accepted, logged, evidence)])
+    counted = [a for a in accepted if a.status == "counted"]
+    if counted:
+        running.apply(session, meeting_id, first.agenda, [running.CountedBallot(
+            a.checked.holder.holder_no, a.checked.holder.shares - a.checked.holder.non_voting_shares,
+            a.checked.holder.nominee, a.checked.choices, a.received_at) for a in counted], sign=1)
+    receipts = []
+    for a, (index, tree_head) in zip(accepted, logged):
+        statement = {"type": RECEIPT_TYPE, "meeting": first.meeting_public_id, "holder": a.checked.holder.holder_no,
+                     "ballot_sha256": a.checked.ballot_sha256, "leaf_index": index,
+                     "received_at": a.received_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "status": a.status,
+                     "tree_head": tree_head.to_json()}
+        signature, serial = ballot_log.seal(session, pki, rfc8785.dumps(statement))
+        receipts.append((a.position, Receipt(statement, signature, serial, a.status)))
+    return receipts
 
 
 def check_open(status: str, opens_at: dt.datetime, closes_at: dt.datetime, received_at: dt.datetime) -> None:
@@ -204,18 +316,6 @@ def check_open(status: str, opens_at: dt.datetime, closes_at: dt.datetime, recei
         raise Conflict("e-voting for this meeting is not open", code="voting_not_open")
     if received_at >= closes_at:
         raise Conflict("the e-voting deadline has passed", code="voting_closed")
-
-
-def _status_on_arrival(session: Session, meeting: Meeting, holder: Holder) -> str:
-    """``counted`` for the holder's first standing ballot; ``superseded`` after one;
-    ``overridden_by_proxy`` when a proxy is registered. The meeting row is locked, so
-    ballots of one meeting arrive one at a time; the partial unique index backs it up."""
-    connection = session.connection()
-    proxy = connection.execute(_PROXY, {"meeting_id": meeting.id, "holder_id": holder.id}).first()
-    if proxy is not None:
-        return "overridden_by_proxy"
-    standing = connection.execute(_STANDING, {"meeting_id": meeting.id, "holder_id": holder.id}).first()
-    return "superseded" if standing is not None else "counted"
 
 
 def require_known_payload(payload_b64: str, cms_b64: str) -> tuple[bytes, bytes]:
