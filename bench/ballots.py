@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 
-import httpx
+import loadgen
 from _support import ROOT, fresh_platform, percentile, report
 from cms_template import CmsTemplate
 from cryptography import x509
@@ -108,7 +106,7 @@ def main() -> None:
     parser.add_argument("--ballots", type=int, default=5000)
     parser.add_argument("--investors", type=int, default=50)
     parser.add_argument("--meetings", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=32, help="concurrent client connections")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database-url", default=None, help="e.g. a PostgreSQL URL (default: SQLite)")
     args = parser.parse_args()
@@ -122,31 +120,15 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, "-m", "cloudseal", "serve", "--port", str(port),
                                "--workers", str(args.workers)], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    latencies: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-    chunks = [bodies[i::args.threads] for i in range(args.threads)]
-
-    def send(chunk: list[dict[str, str]]) -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            for body in chunk:
-                started = time.perf_counter()
-                answer = http.post("/voting/ballots", json=body)
-                with lock:
-                    if answer.status_code == 201:
-                        latencies.append(time.perf_counter() - started)
-                    else:
-                        failures.append(answer.text[:120])
-
+    requests = loadgen.post_requests("127.0.0.1", port, "/voting/ballots",
+                                     [json.dumps(body).encode() for body in bodies])
     try:
         wait_for_server(port, server)
-        started = time.perf_counter()
-        with ThreadPoolExecutor(args.threads) as pool:
-            list(pool.map(send, chunks))
-        elapsed = time.perf_counter() - started
+        result = loadgen.run("127.0.0.1", port, requests, connections=args.connections)
     finally:
         server.terminate()
         server.wait(timeout=30)
+    latencies, failures, elapsed = result.latencies, result.failures, result.elapsed
     database = "PostgreSQL" if args.database_url else "SQLite"
     report(f"bench/ballots.py ballots over HTTP ({database})", len(latencies) / elapsed, TARGET, "ballots/s",
            f"{len(latencies):,} accepted in {elapsed:.1f} s, {len(failures)} refused; p50 "
