@@ -178,7 +178,7 @@ async def submit_ballot(body: SignedSubmission, request: Request) -> ReceiptOut:
     with Session(request.app.state.read_engine, expire_on_commit=False) as reader:
         checked = ballots.check_ballot(reader, request.app.state.pki, payload=payload, cms=cms)
     # Recorded together with the ballots that arrive meanwhile: one transaction for all of them.
-    receipt = await request.app.state.ballot_intake.submit_async(checked)
+    receipt = await request.app.state.ballot_intake.submit(checked)
     return ReceiptOut(**receipt.to_json())  # type: ignore[arg-type]
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import datetime as dt
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 import rfc8785
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -109,24 +112,26 @@ def test_a_refusal_under_the_lock_leaves_the_rest_of_the_group_recorded(platform
         assert ballot_log.log_size(session, mid) == 3
 
 
-def test_a_group_that_fails_as_a_whole_is_recorded_one_by_one(platform: Platform) -> None:
+def test_a_group_that_fails_as_a_whole_is_recorded_one_by_one(platform: Platform, caplog: pytest.LogCaptureFixture) -> None:
     meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000), ("H002", NATIONAL_IDS[1], 500)])
     alice, bob = voter(platform, "H001", NATIONAL_IDS[0]), voter(platform, "H002", NATIONAL_IDS[1])
     good = [checked(platform, signed(platform, who, meeting)) for who in (alice, bob)]
     # A defect no check anticipated (here: voided items that cannot be stored) fails its transaction.
     broken = dataclasses.replace(checked(platform, signed(platform, alice, meeting)), item_status={"3": {1, 2}})
     intake = BallotIntake(platform.engine, platform.pki)
-    started = threading.Barrier(3)
 
-    def send(ballot: ballots.CheckedBallot) -> str:
-        started.wait()
+    async def send(ballot: ballots.CheckedBallot) -> str:
         try:
-            return intake.submit(ballot).status
+            return (await intake.submit(ballot)).status
         except TypeError:
             return "failed alone"
 
-    with ThreadPoolExecutor(3) as pool:
-        statuses = list(pool.map(send, [good[0], broken, good[1]]))
+    async def together() -> list[str]:  # submitted in one turn of the loop: one group
+        return list(await asyncio.gather(*(send(ballot) for ballot in [good[0], broken, good[1]])))
+
+    with caplog.at_level(logging.WARNING, logger="voting.intake"):
+        statuses = asyncio.run(together())
+    assert "a group of 3 ballots failed as a whole" in caplog.text
     assert statuses[1] == "failed alone"
     assert sorted(statuses[::2]) == ["counted", "counted"]
     with session_scope(platform.engine) as session:
