@@ -253,7 +253,31 @@ def chain_to(parsed: ParsedCms, trust_anchors: list[x509.Certificate]) -> list[x
     (basicConstraints cA, keyCertSign when key usage is present). Validity periods and
     revocation are left to the caller. Raises :class:`CmsError` ``untrusted_chain`` when no
     path reaches one of ``trust_anchors``.
+
+    The path is a function of the certificates alone (they never change), so a path built
+    once is remembered for the same signer, CMS certificates and anchors; a refusal is not.
     """
+    key = (parsed.signer_certificate, tuple(parsed.certificates), tuple(trust_anchors))
+    with _built_paths_lock:
+        path = _BUILT_PATHS.get(key)
+        if path is not None:
+            _BUILT_PATHS.move_to_end(key)
+            return list(path)
+    built = _build_path(parsed, trust_anchors)
+    with _built_paths_lock:
+        _BUILT_PATHS[key] = tuple(built)
+        if len(_BUILT_PATHS) > _BUILT_PATHS_MAX:
+            _BUILT_PATHS.popitem(last=False)
+    return built
+
+
+# Keyed by the certificate objects themselves: they hash and compare by their DER.
+_BUILT_PATHS: OrderedDict[tuple[object, ...], tuple[x509.Certificate, ...]] = OrderedDict()
+_BUILT_PATHS_MAX = 4096
+_built_paths_lock = threading.Lock()
+
+
+def _build_path(parsed: ParsedCms, trust_anchors: list[x509.Certificate]) -> list[x509.Certificate]:
     anchors = {a.public_bytes(Encoding.DER) for a in trust_anchors}
     candidates = list(trust_anchors) + [
         c for c in parsed.certificates if c.public_bytes(Encoding.DER) not in anchors]

@@ -219,6 +219,16 @@ def test_a_good_signature_verifies_and_chains_to_the_root(signer: Signer) -> Non
     assert chain_to(parsed, [signer.root]) == [signer.certificate, *signer.chain]
 
 
+def test_a_remembered_path_serves_only_the_same_certificates_and_anchors(signer: Signer) -> None:
+    parsed = parse_detached_cms(sign(signer))
+    first = chain_to(parsed, [signer.root])
+    assert chain_to(parsed, [signer.root]) == first == [signer.certificate, *signer.chain]
+    # The same signer judged against another anchor, or without the CA certificates, is not
+    # served from the remembered path.
+    expect_code("untrusted_chain", chain_to, parsed, [self_signed(ec.generate_private_key(ec.SECP256R1()), "other")])
+    expect_code("untrusted_chain", chain_to, dataclasses.replace(parsed, certificates=()), [signer.root])
+
+
 def test_a_tampered_document_is_a_digest_mismatch(signer: Signer) -> None:
     parsed = parse_detached_cms(sign(signer))
     expect_code("digest_mismatch", verify_cms_signature, parsed, hashlib.sha256(DOCUMENT + b"!").digest())
