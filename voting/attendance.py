@@ -82,7 +82,7 @@ def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meet
     if session.execute(select(BallotRevocation.id).where(BallotRevocation.meeting_id == meeting.id)
                        .where(BallotRevocation.payload_sha256 == payload_sha256)).first():
         raise Conflict("this revocation was already received", code="duplicate_revocation")
-    signed = signed_by_holder(session, pki, meeting, data["holder"], payload, cms)
+    signed = signed_by_holder(session, pki, meeting.id or 0, data["holder"], payload, cms)
     holder = signed.holder
     standing = session.execute(select(BallotRow.id, BallotRow.ballot_sha256).where(BallotRow.meeting_id == meeting.id)
                                .where(BallotRow.holder_id == holder.id)

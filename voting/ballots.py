@@ -17,6 +17,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import rfc8785
 from sqlalchemy import bindparam, insert, select
@@ -33,7 +34,7 @@ from voting.agenda import AgendaItem, Choice
 from voting.ballot import BallotError, check_choices, parse_ballot, typed_choices
 from voting.evidence import status_evidence_many
 from voting.log_records import log_entry
-from voting.models import Attendance, BallotRow, Holder, Meeting
+from voting.models import AgendaItemRow, Attendance, BallotRow, Holder, Meeting
 
 RECEIPT_TYPE = "cloudseal.receipt/1"
 MAX_BALLOT_BYTES = 64 * 1024
@@ -44,10 +45,16 @@ _SIGNATURE_CODES = {"revoked": "certificate_revoked", "on_hold": "certificate_on
                     "untrusted_chain": "untrusted_certificate", "revocation_unknown": "certificate_status_unknown"}
 
 # The statements of the ballot path are built once: constructing one costs more than running it.
-_MEETING = select(Meeting).where(Meeting.public_id == bindparam("public_id"))
+# Column reads, not entities: the ORM's loading costs more than these lookups themselves.
+_MEETING = select(Meeting.id, Meeting.public_id, Meeting.issuer_code, Meeting.status, Meeting.opens_at,
+                  Meeting.closes_at).where(Meeting.public_id == bindparam("public_id"))
+_AGENDA = (select(AgendaItemRow.item_key, AgendaItemRow.kind, AgendaItemRow.title, AgendaItemRow.seats,
+                  AgendaItemRow.candidates, AgendaItemRow.article)
+           .where(AgendaItemRow.meeting_id == bindparam("meeting_id")).order_by(AgendaItemRow.position))
 _SIGNER = (select(Investor.reference, Investor.id_hmac).join(Credential, Credential.investor_id == Investor.id)
            .where(Credential.certificate_serial == bindparam("serial")))
-_HOLDER = select(Holder).where(Holder.meeting_id == bindparam("meeting_id")).where(
+_HOLDER = select(Holder.id, Holder.holder_no, Holder.shares, Holder.non_voting_shares, Holder.nominee,
+                 Holder.id_hmac).where(Holder.meeting_id == bindparam("meeting_id")).where(
     Holder.holder_no == bindparam("holder_no"))
 _LOCK_MEETING = (select(Meeting.status, Meeting.opens_at, Meeting.closes_at)
                  .where(Meeting.id == bindparam("meeting_id")).with_for_update())
@@ -92,17 +99,28 @@ def _signer_identity(session: Session, serial: str) -> tuple[str, str]:
     return row.reference, row.id_hmac
 
 
+class RegisteredHolder(NamedTuple):
+    """The register's line for a holder, as the checks and the recording read it."""
+
+    id: int
+    holder_no: str
+    shares: int
+    non_voting_shares: int
+    nominee: bool
+    id_hmac: str
+
+
 @dataclass(frozen=True)
 class SignedBy:
     """Who signed a submission (ballot or revocation): the registered holder and their certificate."""
 
-    holder: Holder
+    holder: RegisteredHolder
     signer_serial: str
     investor_reference: str
     id_hmac: str
 
 
-def signed_by_holder(reader: Session, pki: Pki, meeting: Meeting, holder_no: str, payload: bytes,
+def signed_by_holder(reader: Session, pki: Pki, meeting_id: int, holder_no: str, payload: bytes,
                      cms: bytes) -> SignedBy:
     """The checks every signed submission passes: the CMS is valid over ``payload``, the
     certificate is good now, and its investor is the registered holder ``holder_no``."""
@@ -113,13 +131,13 @@ def signed_by_holder(reader: Session, pki: Pki, meeting: Meeting, holder_no: str
     if result.status_now != "good" or result.signer is None:
         raise _refuse("certificate_not_good", "the signer's certificate is not good now")
     reference, id_hmac = _signer_identity(reader, result.signer.serial)
-    holder = reader.execute(_HOLDER, {"meeting_id": meeting.id, "holder_no": holder_no}).scalar_one_or_none()
-    if holder is None or holder.id_hmac != id_hmac:
+    row = reader.connection().execute(_HOLDER, {"meeting_id": meeting_id, "holder_no": holder_no}).first()
+    if row is None or row.id_hmac != id_hmac:
         raise _refuse("not_the_holder", "the signer is not the registered holder named", 403)
-    return SignedBy(holder, result.signer.serial, reference, id_hmac)
+    return SignedBy(RegisteredHolder(*row), result.signer.serial, reference, id_hmac)
 
 
-def votable_shares(holder: Holder, agenda_rows: list) -> dict[str, int]:
+def votable_shares(holder: RegisteredHolder | Holder, agenda_rows: list) -> dict[str, int]:
     """The shares a holder votes on each agenda item (Art. 179), as ``check_choices`` takes them."""
     # Recusals (Art. 178) are applied by the tally, not by refusing the ballot: a recusal may
     # be entered after the holder voted, and the rest of the ballot counts either way.
@@ -134,7 +152,7 @@ class CheckedBallot:
     meeting_id: int
     meeting_public_id: str
     issuer_code: str
-    holder: Holder
+    holder: RegisteredHolder
     signed: SignedBy
     payload: bytes
     cms: bytes
@@ -175,14 +193,14 @@ def check_ballot(reader: Session, pki: Pki, *, payload: bytes, cms: bytes, meeti
         raise _refuse(exc.code, str(exc)) from exc
     if meeting_public_id is not None and ballot.meeting_id != meeting_public_id:
         raise _refuse("meeting_mismatch", "the ballot was signed for another meeting")
-    meeting = reader.execute(_MEETING, {"public_id": ballot.meeting_id}).scalar_one_or_none()
+    meeting = reader.connection().execute(_MEETING, {"public_id": ballot.meeting_id}).first()
     if meeting is None or meeting.status == "draft":
         raise NotFound("no such meeting", code="unknown_meeting")
     check_open(meeting.status, meeting.opens_at, meeting.closes_at, received_at or utcnow())
-    signed = signed_by_holder(reader, pki, meeting, ballot.holder_no, payload, cms)
+    signed = signed_by_holder(reader, pki, meeting.id, ballot.holder_no, payload, cms)
     holder = signed.holder
-    agenda_rows = service.agenda_rows(reader, meeting.id or 0)
-    agenda = service.agenda_of(agenda_rows)
+    agenda_rows = list(reader.connection().execute(_AGENDA, {"meeting_id": meeting.id}))
+    agenda = service.agenda_of(agenda_rows)  # type: ignore[arg-type]
     try:
         item_status = check_choices(ballot, agenda, nominee=holder.nominee,
                                     votable_shares=votable_shares(holder, agenda_rows))
@@ -190,7 +208,7 @@ def check_ballot(reader: Session, pki: Pki, *, payload: bytes, cms: bytes, meeti
         raise _refuse(exc.code, str(exc)) from exc
     elections = {item.item_id for item in agenda if item.is_election}
     return CheckedBallot(
-        meeting_id=meeting.id or 0, meeting_public_id=meeting.public_id, issuer_code=meeting.issuer_code,
+        meeting_id=meeting.id, meeting_public_id=meeting.public_id, issuer_code=meeting.issuer_code,
         holder=holder, signed=signed, payload=payload, cms=cms, ballot_sha256=hashlib.sha256(payload).hexdigest(),
         agenda=agenda, choices=typed_choices(ballot.choices, elections),
         item_status={k: v for k, v in item_status.items() if v != "ok"}, received_at=received_at)
