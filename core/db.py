@@ -7,6 +7,7 @@ import fcntl
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,6 +116,29 @@ class _WriteGate:
         self._owner = me
         return True
 
+    def try_take(self) -> bool:
+        """Take the gate now if nobody holds it (neither a thread nor another process), for
+        the write transactions this thread opens until :meth:`give_back`; else False at once.
+
+        A caller that can do other work meanwhile (the ballot intake on its event loop) tries
+        again later instead of sleeping while another process writes."""
+        if self._owner == threading.get_ident() or not self._lock.acquire(blocking=False):
+            return False
+        if self._lock_path is not None:
+            try:
+                if self._fd is None:
+                    self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BaseException:  # BlockingIOError: another process writes
+                self._lock.release()
+                return False
+        self._owner = threading.get_ident()
+        return True
+
+    def give_back(self) -> None:
+        """Give back the gate taken with :meth:`try_take`."""
+        self._give_back()
+
     def _give_back(self) -> None:
         self._owner = None
         if self._fd is not None:
@@ -172,6 +196,12 @@ class _WriteGate:
 
 
 _GATE_KEY = "cloudseal_write_gate"
+_GATES: weakref.WeakKeyDictionary[Engine, _WriteGate] = weakref.WeakKeyDictionary()
+
+
+def write_gate(engine: Engine) -> _WriteGate | None:
+    """The write gate of a SQLite engine made by :func:`make_engine` (None for PostgreSQL)."""
+    return _GATES.get(engine)
 _FILE_LOCK_TIMEOUT = 30.0
 
 
@@ -205,6 +235,7 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Eng
             event.listen(engine, "rollback", gate.rollback)
             event.listen(engine.pool, "checkin", gate.on_checkin)
             event.listen(engine, "engine_disposed", gate.close)
+            _GATES[engine] = gate
         return engine
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True,

@@ -142,6 +142,47 @@ def test_the_write_turn_passes_only_once_the_commit_or_rollback_has_run(tmp_path
     engine.dispose()
 
 
+def test_a_writer_that_can_wait_elsewhere_tries_for_the_turn_without_blocking(tmp_path) -> None:
+    """``try_take`` answers at once: False while another engine (another process) writes,
+    True when free; the taker's own transactions then go straight in, and ``give_back`` lets
+    the others in again."""
+    from core.db import write_gate
+
+    first, url = _counter_engine(tmp_path)
+    second = make_engine(url)
+    gate = write_gate(first)
+    assert gate is not None and write_gate(make_engine(url, read_only=True)) is None
+    holder = second.connect()
+    holder.begin()
+    holder.execute(text("UPDATE counter SET n = n + 1"))
+    started = time.monotonic()
+    assert gate.try_take() is False and time.monotonic() - started < 0.1
+    holder.commit()
+    holder.close()
+    assert gate.try_take() is True
+    pool = ThreadPoolExecutor(1)
+
+    def other_process_writes() -> None:
+        with second.begin() as connection:
+            connection.execute(text("UPDATE counter SET n = n + 5"))
+
+    try:
+        with Session(first) as session:
+            session.execute(text("UPDATE counter SET n = n * 10"))
+            session.commit()
+        waiting = pool.submit(other_process_writes)
+        time.sleep(0.2)
+        assert not waiting.done()
+    finally:
+        gate.give_back()
+    waiting.result(timeout=10)
+    pool.shutdown()
+    with first.connect() as connection:
+        assert connection.execute(text("SELECT n FROM counter")).scalar_one() == 15
+    first.dispose()
+    second.dispose()
+
+
 def test_writers_of_two_engines_on_one_file_take_turns(tmp_path) -> None:
     """Processes (here: two engines) sharing the file queue on the lock file beside it."""
     first, url = _counter_engine(tmp_path)

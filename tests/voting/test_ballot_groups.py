@@ -23,7 +23,7 @@ from ca.bootstrap import current_seal
 from cloudseal.app import create_app
 from cloudseal.platform import Platform
 from core import audit
-from core.db import session_scope
+from core.db import make_engine, session_scope
 from core.errors import AppError
 from core.models import AuditEvent
 from tests.ra.factories import NATIONAL_IDS
@@ -165,3 +165,30 @@ def test_fifty_parallel_http_submissions_by_one_holder_leave_exactly_one_counted
         assert merkle.root_hash(ballot_log.leaf_hashes(session, mid)) == \
             ballot_log.latest_tree_head(session, mid).root_hash  # type: ignore[union-attr]
         assert not audit.verify_chain(session).problems
+
+
+def test_while_another_process_writes_the_intake_keeps_gathering_ballots_into_the_group(platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000), ("H002", NATIONAL_IDS[1], 500)])
+    alice, bob = voter(platform, "H001", NATIONAL_IDS[0]), voter(platform, "H002", NATIONAL_IDS[1])
+    first, second = (checked(platform, signed(platform, who, meeting)) for who in (alice, bob))
+    other_process = make_engine(platform.settings.database_url)  # its own write gate, as another worker has
+    writing = other_process.connect()
+    writing.begin()  # holds SQLite's write turn until the timer ends it
+    finish = threading.Timer(0.15, lambda: (writing.rollback(), writing.close()))
+    intake = BallotIntake(platform.engine, platform.pki)
+
+    async def scenario() -> list[ballots.Receipt]:
+        finish.start()
+        early = asyncio.ensure_future(intake.submit(first))
+        await asyncio.sleep(0.01)  # the intake found the turn taken and went on serving
+        assert not early.done()
+        return list(await asyncio.gather(early, intake.submit(second)))
+
+    receipts = asyncio.run(scenario())
+    finish.join()
+    other_process.dispose()
+    assert [r.status for r in receipts] == ["counted", "counted"]
+    with session_scope(platform.engine) as session:
+        moments = session.execute(select(AuditEvent.occurred_at)
+                                  .where(AuditEvent.action == "ballot.receive")).scalars().all()
+    assert len(moments) == 2 and moments[0] == moments[1]  # one group: one audit append
