@@ -90,6 +90,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.state.ballot_intake = BallotIntake(platform.engine, platform.pki)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Ballots first: a request is matched against the routers in order, and ballots are the
+    # platform's busiest write.
+    app.include_router(voting_router)
     app.include_router(auth_router)
     app.include_router(pki_router)
     app.include_router(ca_router)
@@ -98,7 +101,6 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(csc_router)
     app.include_router(signing_router)
     app.include_router(verify_router)
-    app.include_router(voting_router)
     app.include_router(console_router)
     app.include_router(mobile_router)
 

@@ -13,7 +13,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlmodel import Session
@@ -173,13 +173,14 @@ def tally(meeting_id: MeetingId, session: ReadSessionDep, actor: ActorDep) -> di
 
 @voting_router.post("/ballots", response_model=ReceiptOut, status_code=201,
                     summary="Submit a signed ballot; returns the sealed receipt")
-async def submit_ballot(body: SignedSubmission, request: Request) -> ReceiptOut:
+async def submit_ballot(body: SignedSubmission, request: Request) -> JSONResponse:
     payload, cms = ballots.require_known_payload(body.payload, body.cms)
     with Session(request.app.state.read_engine, expire_on_commit=False) as reader:
         checked = ballots.check_ballot(reader, request.app.state.pki, payload=payload, cms=cms)
     # Recorded together with the ballots that arrive meanwhile: one transaction for all of them.
     receipt = await request.app.state.ballot_intake.submit(checked)
-    return ReceiptOut(**receipt.to_json())  # type: ignore[arg-type]
+    # The receipt's shape is ReceiptOut's by construction: answered as is, not validated again.
+    return JSONResponse(receipt.to_json(), status_code=201)
 
 
 @voting_router.post("/revocations", response_model=RevocationOut,
