@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 import loadgen
-from _support import ROOT, fresh_platform, percentile, report
+from _support import ROOT, fresh_platform, percentile, process_tree_cpu_seconds, python_loop_seconds, report
 from cms_template import CmsTemplate
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -106,10 +106,34 @@ def main() -> None:
     parser.add_argument("--ballots", type=int, default=5000)
     parser.add_argument("--investors", type=int, default=50)
     parser.add_argument("--meetings", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=32, help="concurrent client connections")
+    parser.add_argument("--connections", type=int, default=128,
+                        help="concurrent client connections (a meeting's voters send at once, not one by one)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database-url", default=None, help="e.g. a PostgreSQL URL (default: SQLite)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="start a PostgreSQL server of its own (durable settings) from the installed binaries")
     args = parser.parse_args()
+    if args.postgres:
+        from tests.support.postgres import PostgresCluster, find_pg_bin
+
+        bin_dir = find_pg_bin()
+        if bin_dir is None:
+            raise SystemExit("no PostgreSQL binaries found (apt-get install postgresql)")
+        cluster = PostgresCluster(bin_dir)
+        cluster.start(durable=True)
+        try:
+            args.database_url = cluster.create_database()
+            # The database's own processes share the two cores: their CPU is counted too.
+            args.database_pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
+            run(args)
+        finally:
+            cluster.stop()
+    else:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """One benchmark run with the parsed options."""
     port = _free_port()
     platform, _ = fresh_platform(args.database_url, public_url=f"http://127.0.0.1:{port}")
     meetings, signers = setup(platform, args.investors, args.meetings)
@@ -124,7 +148,11 @@ def main() -> None:
                                      [json.dumps(body).encode() for body in bodies])
     try:
         wait_for_server(port, server)
+        pids = [server.pid] + ([args.database_pid] if getattr(args, "database_pid", None) else [])
+        cpu_before = [process_tree_cpu_seconds(pid) for pid in pids]
         result = loadgen.run("127.0.0.1", port, requests, connections=args.connections)
+        cpu_parts = [process_tree_cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before)]
+        server_cpu = sum(cpu_parts)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -134,6 +162,12 @@ def main() -> None:
            f"{len(latencies):,} accepted in {elapsed:.1f} s, {len(failures)} refused; p50 "
            f"{percentile(latencies, .5) * 1000:.1f} ms, p99 {percentile(latencies, .99) * 1000:.1f} ms; "
            f"{args.meetings} meetings, {args.investors} holders each, {args.workers} workers")
+    if latencies and server_cpu:
+        per_ballot = server_cpu / len(latencies) * 1000
+        parts = f" (server {cpu_parts[0]:.1f} s, database {cpu_parts[1]:.1f} s)" if len(cpu_parts) > 1 else ""
+        print(f"server{' + database' if len(pids) > 1 else ''} CPU: {server_cpu:.1f} s{parts}, {per_ballot:.2f} ms per ballot (at most {2000 / per_ballot:,.0f} "
+              f"ballots/s on 2 fully used cores); host speed: 10M Python additions take "
+              f"{python_loop_seconds():.2f} s")
     if failures:
         print("first refusal:", failures[0])
 

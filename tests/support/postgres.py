@@ -47,12 +47,15 @@ class PostgresCluster:
     def _run(self, *args: str) -> None:
         subprocess.run([*self._run_as, *args], check=True, capture_output=True, timeout=120)
 
-    def start(self) -> None:
+    def start(self, *, durable: bool = False) -> None:
+        """Start the server; ``durable`` keeps PostgreSQL's own defaults (fsync, synchronous
+        commit, full page writes) for benchmarks that promise durably recorded data; the
+        tests run without them."""
         self._run(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", self.user,
                   "--auth=trust", "-E", "UTF8", "--no-sync")
+        speed = "" if durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
         options = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                   "-c max_connections=200")
+                   f"{speed}-c max_connections=200")
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", options,
                   "-l", str(self.base / "server.log"), "-w", "start")
 
