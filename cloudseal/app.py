@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             stop.set()
             if worker is not None:
                 worker.join(timeout=5)
+            _app.state.ballot_intake.close()
             if owned:
                 platform.close()
 

@@ -250,7 +250,8 @@ def record_ballots(session: Session, pki: Pki, checked: Sequence[CheckedBallot])
         action="ballot.receive", object_type="meeting", object_id=a.checked.meeting_public_id,
         details={"holder": a.checked.holder.holder_no, "ballot_sha256": a.checked.ballot_sha256, "status": a.status})
         for a in sorted(received, key=lambda a: a.position)])
-    return [outcome for outcome in outcomes if outcome is not None]
+    assert all(outcome is not None for outcome in outcomes), "every ballot is received or refused"
+    return outcomes  # type: ignore[return-value]
 
 
 def _admit(session: Session, meeting_id: int, group: list[tuple[int, CheckedBallot]],

@@ -10,14 +10,17 @@ them all in one transaction: the meeting lock, the reads, the inserts and the co
 ballot. Nothing else changes: each ballot keeps its own leaf, sealed tree head and sealed
 receipt, and the rules run in the order of receipt.
 
-The recording runs on the loop itself. The work is CPU-bound Python either way; one thread per
-worker process spares the interpreter-lock hand-offs a recorder thread paid on every
-statement (measured: 5.5 ms of CPU per ballot with a recorder thread, 3.7 ms without). While a
-group is being recorded the worker answers nothing else: a group takes a few milliseconds.
+The loop never waits for a lock: another request's transaction may hold it until a step that
+only the loop can schedule (a dependency's commit runs in a later thread-pool hop).
 
-On SQLite the group waits for the single writer's turn without blocking: while another worker
-process writes, the loop goes on checking the ballots that arrive (they join the group) and
-tries again half a millisecond later; after 50 ms it queues for the turn like any writer.
+* SQLite: the group is recorded on the loop once the write turn is taken without waiting
+  (:meth:`core.db._WriteGate.try_take`); while another worker process or request writes, the
+  loop goes on checking the ballots that arrive (they join the group) and tries again half a
+  millisecond later. Recording on the loop spares the interpreter-lock hand-offs a recorder
+  thread pays on every statement (measured: 5.5 ms of server CPU per ballot with one, 3.7 ms
+  without).
+* PostgreSQL: row locks cannot be tried that way, so the group is recorded on one recorder
+  thread while the loop goes on; the next group gathers meanwhile.
 
 A ballot refused under the lock (deadline, duplicate) gets its own refusal; the others of its
 group are recorded. If the group's transaction fails as a whole, its ballots are recorded one
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -39,9 +42,9 @@ from voting.ballots import CheckedBallot, Receipt, record_ballots
 
 log = logging.getLogger(__name__)
 _RETRY = 0.0005  # seconds between tries for SQLite's write turn
-_MAX_DEFER = 0.05  # then wait for it
 
 _Pending = tuple[CheckedBallot, "asyncio.Future[Receipt]"]
+_Outcome = Receipt | Exception
 
 
 class BallotIntake:
@@ -52,60 +55,74 @@ class BallotIntake:
         self._pki = pki
         self._gate = write_gate(engine)
         self._due: list[_Pending] = []
-        self._scheduled = False
-        self._waiting_since: float | None = None
+        self._scheduled = False  # a recording of the due ballots is scheduled on the loop
+        self._recorder: ThreadPoolExecutor | None = None  # PostgreSQL: records off the loop
+        self._recording = False  # PostgreSQL: a group is being recorded on the recorder thread
 
     async def submit(self, checked: CheckedBallot) -> Receipt:
         """Record ``checked`` with the other ballots of this turn; its receipt, or its refusal raised."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Receipt] = loop.create_future()
         self._due.append((checked, future))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._record_due)
+        self._schedule(loop)
         return await future
 
+    def close(self) -> None:
+        """Stop the recorder thread (PostgreSQL), after the group it is recording."""
+        if self._recorder is not None:
+            self._recorder.shutdown(wait=True)
+            self._recorder = None
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._due and not self._scheduled and not self._recording:
+            self._scheduled = True
+            loop.call_soon(self._record_due)
+
     def _record_due(self) -> None:
-        took = False
-        if self._gate is not None:
-            # SQLite: while another worker process writes, keep checking the ballots that
-            # arrive (they join this group) instead of sleeping on its lock; after a while,
-            # queue for the lock like any writer.
-            took = self._gate.try_take()
-            now = time.monotonic()
-            if not took and now - (self._waiting_since or now) < _MAX_DEFER:
-                self._waiting_since = self._waiting_since or now
-                asyncio.get_running_loop().call_later(_RETRY, self._record_due)
-                return
-        self._waiting_since = None
+        loop = asyncio.get_running_loop()
+        if self._gate is None:
+            group, self._due, self._scheduled, self._recording = self._due, [], False, True
+            if self._recorder is None:
+                self._recorder = ThreadPoolExecutor(1, thread_name_prefix="ballot-recorder")
+            recorded = loop.run_in_executor(self._recorder, self._outcomes, group)
+            recorded.add_done_callback(lambda done: self._recorded(loop, group, done))
+            return
+        if not self._gate.try_take():  # another writer holds SQLite's turn: keep serving, try again
+            loop.call_later(_RETRY, self._record_due)
+            return
         group, self._due, self._scheduled = self._due, [], False
         try:
-            self._record(group)
+            outcomes = self._outcomes(group)
         finally:
-            if took:
-                self._gate.give_back()  # type: ignore[union-attr]
+            self._gate.give_back()
+        _settle(group, outcomes)
 
-    def _record(self, group: list[_Pending]) -> None:
+    def _recorded(self, loop: asyncio.AbstractEventLoop, group: list[_Pending],
+                  done: asyncio.Future[list[_Outcome]]) -> None:
+        self._recording = False
+        failure = done.exception()
+        _settle(group, [failure] * len(group) if failure is not None else done.result())  # type: ignore[list-item]
+        self._schedule(loop)
+
+    def _outcomes(self, group: list[_Pending]) -> list[_Outcome]:
+        """Record the group in one transaction, or one by one if it fails as a whole."""
         try:
             with Session(self._engine, expire_on_commit=False) as session:
                 outcomes = record_ballots(session, self._pki, [checked for checked, _ in group])
                 session.commit()
+            return outcomes
         except Exception as failure:  # noqa: BLE001 - reported to the waiting requests
             if len(group) == 1:
-                _settle(group[0][1], failure)
-                return
+                return [failure]
             log.warning("a group of %d ballots failed as a whole; recording them one by one", len(group))
-            for pending in group:
-                self._record([pending])
-            return
-        for (_, future), outcome in zip(group, outcomes):
-            _settle(future, outcome)
+            return [self._outcomes([pending])[0] for pending in group]
 
 
-def _settle(future: asyncio.Future[Receipt], outcome: Receipt | Exception) -> None:
-    if future.done():  # the request was cancelled (client gone): its ballot is recorded all the same
-        return
-    if isinstance(outcome, Exception):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
+def _settle(group: list[_Pending], outcomes: list[_Outcome]) -> None:
+    for (_, future), outcome in zip(group, outcomes, strict=True):
+        if future.done():  # the request was cancelled (client gone): its ballot is recorded all the same
+            continue
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

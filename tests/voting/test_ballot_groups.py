@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -192,3 +193,32 @@ def test_while_another_process_writes_the_intake_keeps_gathering_ballots_into_th
         moments = session.execute(select(AuditEvent.occurred_at)
                                   .where(AuditEvent.action == "ballot.receive")).scalars().all()
     assert len(moments) == 2 and moments[0] == moments[1]  # one group: one audit append
+
+
+def test_a_lock_held_until_the_event_loop_acts_does_not_freeze_the_intake(any_platform: Platform) -> None:
+    """A request's transaction may hold the meeting's lock (SQLite: the write turn) until a
+    step only the event loop schedules, as FastAPI commits a dependency's session in a later
+    thread-pool hop. The intake must not make the loop wait for that lock."""
+    meeting = make_meeting(any_platform, [("H001", NATIONAL_IDS[0], 1000)])
+    ballot = checked(any_platform, signed(any_platform, voter(any_platform, "H001", NATIONAL_IDS[0]), meeting))
+    mid = meeting_id(any_platform, meeting)
+    hops = ThreadPoolExecutor(1)
+    blocker = Session(any_platform.engine)
+    hops.submit(lambda: blocker.execute(select(Meeting.id).where(Meeting.id == mid).with_for_update())).result()
+    rescue = threading.Timer(20, blocker.commit)  # never needed unless the loop froze
+    rescue.start()
+    intake = BallotIntake(any_platform.engine, any_platform.pki)
+
+    async def scenario() -> ballots.Receipt:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.1, lambda: loop.run_in_executor(hops, blocker.commit))  # the "exit hop"
+        return await intake.submit(ballot)
+
+    started = time.monotonic()
+    receipt = asyncio.run(scenario())
+    elapsed = time.monotonic() - started
+    rescue.cancel()
+    intake.close()
+    hops.shutdown()
+    blocker.close()
+    assert receipt.status == "counted" and elapsed < 10
