@@ -155,7 +155,9 @@ def submit(session: Session, reader: Session, pki: Pki, caller: MobileCaller, *,
     """
     now = now or utcnow()
     submission = _claim(session, reader, caller, submission_id, now)
-    meeting = session.get(Meeting, submission.meeting_id)
+    # The meeting's lock before the signature's audit entry: every ballot path takes the
+    # meeting first and the audit head last, so none waits on another in the opposite order.
+    meeting = session.get(Meeting, submission.meeting_id, with_for_update=True)
     if meeting is None:
         raise NotFound("no such meeting", code="unknown_meeting")
     digest = hashlib.sha256(submission.payload).digest()
