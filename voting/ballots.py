@@ -152,8 +152,7 @@ class CheckedBallot:
     meeting_id: int
     meeting_public_id: str
     issuer_code: str
-    holder: RegisteredHolder
-    signed: SignedBy
+    signed: SignedBy  # the certificate's investor and the registered holder they are
     payload: bytes
     cms: bytes
     ballot_sha256: str
@@ -161,6 +160,11 @@ class CheckedBallot:
     choices: dict[str, Choice]  # typed, as the running totals count them
     item_status: dict[str, str]  # the items voided on this ballot, and why
     received_at: dt.datetime | None  # None: stamped when its turn comes under the meeting's lock
+
+    @property
+    def holder(self) -> RegisteredHolder:
+        """The registered holder who signed the ballot."""
+        return self.signed.holder
 
 
 def submit_ballot(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meeting_public_id: str | None = None,
@@ -209,7 +213,7 @@ def check_ballot(reader: Session, pki: Pki, *, payload: bytes, cms: bytes, meeti
     elections = {item.item_id for item in agenda if item.is_election}
     return CheckedBallot(
         meeting_id=meeting.id, meeting_public_id=meeting.public_id, issuer_code=meeting.issuer_code,
-        holder=holder, signed=signed, payload=payload, cms=cms, ballot_sha256=hashlib.sha256(payload).hexdigest(),
+        signed=signed, payload=payload, cms=cms, ballot_sha256=hashlib.sha256(payload).hexdigest(),
         agenda=agenda, choices=typed_choices(ballot.choices, elections),
         item_status={k: v for k, v in item_status.items() if v != "ok"}, received_at=received_at)
 
