@@ -85,15 +85,20 @@ class _WriteGate:
         self._lock_path = lock_path
         self._fd: int | None = None
 
+    def _lock_fd(self) -> int:
+        """The lock file beside the database, opened once."""
+        if self._fd is None:
+            self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)  # type: ignore[arg-type]
+        return self._fd
+
     def _file_lock(self) -> None:
         if self._lock_path is None:
             return
-        if self._fd is None:
-            self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self._lock_fd()
         pause, deadline = 0.00005, time.monotonic() + _FILE_LOCK_TIMEOUT
         while True:
             try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
             except BlockingIOError:
                 if time.monotonic() > deadline:
@@ -126,9 +131,7 @@ class _WriteGate:
             return False
         if self._lock_path is not None:
             try:
-                if self._fd is None:
-                    self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self._lock_fd(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BaseException:  # BlockingIOError: another process writes
                 self._lock.release()
                 return False
