@@ -95,7 +95,12 @@ def parse_detached_cms(der_or_base64: bytes | str) -> ParsedCms:
     Accepts DER, base64 (standard or URL-safe) or PEM (``CMS``/``PKCS7``). Raises
     :class:`CmsError` ``malformed`` or ``unsupported_algorithm``, never another exception.
     """
+    from signing.cms_der import read_common_form  # imports this module: imported on first use
+
     der = _decode_input(der_or_base64)
+    common = read_common_form(der)  # the usual form, read without asn1crypto; None otherwise
+    if common is not None:
+        return common
     try:
         return _parse(der)
     except CmsError:
