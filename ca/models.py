@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Column, LargeBinary, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from core.db import UTCDateTime
@@ -93,6 +93,9 @@ class OcspResponseRecord(SQLModel, table=True):
     __tablename__ = "ca_ocsp_response"
     __table_args__ = (
         UniqueConstraint("ca_name", "serial_hex", "hash_algorithm", name="uq_ca_ocsp_response"),
+        # A ballot's status evidence is found by the signer's serial alone (serials are unique
+        # across the platform's CAs): without this index every lookup read the whole table.
+        Index("ix_ca_ocsp_response_serial_hex", "serial_hex"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

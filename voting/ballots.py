@@ -66,7 +66,9 @@ _DUPLICATES = (select(BallotRow.ballot_sha256).where(BallotRow.meeting_id == bin
 _PROXIES = (select(Attendance.holder_id).where(Attendance.meeting_id == bindparam("meeting_id"))
             .where(Attendance.holder_id.in_(bindparam("holder_ids", expanding=True)))  # type: ignore[union-attr]
             .where(Attendance.mode == "proxy"))
-_STANDING = (select(BallotRow.holder_id).where(BallotRow.meeting_id == bindparam("meeting_id"))
+# By holder alone: a holder row belongs to one meeting, and filtering by meeting too let the
+# planner pick the meeting's index and read every ballot of the meeting for each group.
+_STANDING = (select(BallotRow.holder_id)
              .where(BallotRow.holder_id.in_(bindparam("holder_ids", expanding=True)))  # type: ignore[attr-defined]
              .where(BallotRow.status.in_(("counted", "superseded"))))  # type: ignore[attr-defined]
 _INSERT_BALLOT = insert(BallotRow)
@@ -268,7 +270,7 @@ def _admit(session: Session, meeting_id: int, group: list[tuple[int, CheckedBall
     current = {row.holder_no: row for row in connection.execute(
         _HOLDERS_NOW, {"meeting_id": meeting_id, "holder_nos": holder_nos})}
     proxies = set(connection.execute(_PROXIES, {"meeting_id": meeting_id, "holder_ids": holder_ids}).scalars())
-    standing = set(connection.execute(_STANDING, {"meeting_id": meeting_id, "holder_ids": holder_ids}).scalars())
+    standing = set(connection.execute(_STANDING, {"holder_ids": holder_ids}).scalars())
     known = set(connection.execute(_DUPLICATES, {
         "meeting_id": meeting_id, "shas": sorted({ballot.ballot_sha256 for _, ballot in group})}).scalars())
     accepted = []
