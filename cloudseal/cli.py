@@ -124,6 +124,13 @@ def serve(
     """Serve the platform over HTTP."""
     import uvicorn
 
+    from cloudseal.workers import reuse_port_supported, serve_workers
+
+    if workers > 1 and reuse_port_supported():
+        if port == 0:
+            raise typer.BadParameter("several workers need a fixed port", param_hint="--port")
+        serve_workers(host, port, workers)  # one listening socket per worker: connections spread evenly
+        return
     uvicorn.run("cloudseal.asgi:app", host=host, port=port, workers=workers,
                 log_level="info", access_log=False)
 

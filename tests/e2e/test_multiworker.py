@@ -1,12 +1,16 @@
-"""The real server with several worker processes: a status change is seen by every worker."""
+"""The real server with several worker processes: a status change is seen by every worker;
+connections are spread over the workers; a worker that dies is replaced."""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,8 +23,20 @@ from cryptography.x509 import ocsp
 from tests.support.servers import free_port
 
 
+@dataclass(frozen=True)
+class Served:
+    base: str
+    headers: dict[str, str]
+    server: subprocess.Popen[bytes]
+
+
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+def served(serving: Served) -> tuple[str, dict[str, str]]:
+    return serving.base, serving.headers
+
+
+@pytest.fixture
+def serving(tmp_path: Path) -> Iterator[Served]:
     """``cloudseal serve --workers 2`` on a fresh database, as ``make run`` sets it up."""
     port = free_port()
     env = {**os.environ, "CLOUDSEAL_DATABASE_URL": f"sqlite:///{tmp_path}/c.db",
@@ -44,7 +60,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("server did not start")
             time.sleep(0.2)
-        yield base, {"Authorization": f"Bearer {token}"}
+        yield Served(base, {"Authorization": f"Bearer {token}"}, server)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -79,3 +95,64 @@ def test_revocation_is_served_by_every_worker_at_once(served: tuple[str, dict[st
     assert _statuses(base, request_der, 20) == {"REVOKED"}
     crl = x509.load_der_x509_crl(httpx.get(base + "/pki/crl/issuing.crl").content)
     assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+
+
+def _workers(server: subprocess.Popen[bytes]) -> list[int]:
+    """The worker processes (multiprocessing's resource tracker is a child too)."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    return sorted(int(pid) for pid in children
+                  if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes())
+
+
+def _sockets(pid: int) -> int:
+    """How many sockets the process holds (its listening socket among them)."""
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT") or not Path("/proc/self/fd").exists(),
+                    reason="needs SO_REUSEPORT and /proc")
+def test_connections_opened_at_once_are_spread_over_the_workers(serving: Served) -> None:
+    """Each worker listens on its own SO_REUSEPORT socket: a burst of 64 connections is not
+    taken by whichever worker wakes first (a binomial split below 16 of 64 has odds of 1e-5)."""
+    port = int(serving.base.rsplit(":", 1)[1])
+    before = {pid: _sockets(pid) for pid in _workers(serving.server)}
+    assert len(before) == 2
+    connections = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(64)]
+    try:
+        for connection in connections:  # every one answered, so every one was accepted
+            connection.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        for connection in connections:
+            assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+        held = {pid: _sockets(pid) - before[pid] for pid in before}
+        assert sum(held.values()) == 64
+        assert min(held.values()) >= 16, held
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc")
+def test_a_worker_that_dies_is_replaced_and_sigterm_stops_them_all(serving: Served) -> None:
+    first, second = _workers(serving.server)
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        workers = _workers(serving.server)
+        if len(workers) == 2 and first not in workers:
+            break
+        assert time.monotonic() < deadline, f"no new worker: {workers}"
+        time.sleep(0.2)
+    assert second in workers
+    deadline = time.monotonic() + 60
+    while True:  # the new worker serves once its application has started
+        try:
+            if all(httpx.get(serving.base + "/healthz", timeout=2).status_code == 200 for _ in range(10)):
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    serving.server.send_signal(signal.SIGTERM)
+    assert serving.server.wait(timeout=45) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
