@@ -17,13 +17,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-import rfc8785
 from sqlalchemy import select, update
 from sqlmodel import Session
 
 from ca.context import Pki
 from core import audit
 from core.auth import Actor
+from core.canonical import canonical_json
 from core.db import utcnow
 from core.errors import AppError, BadRequest, Conflict, NotFound
 from voting import ballot_log, running, service
@@ -99,7 +99,7 @@ def revoke_evote(session: Session, pki: Pki, *, payload: bytes, cms: bytes, meet
     statement = {"type": REVOCATION_RECEIPT_TYPE, "meeting": meeting.public_id, "holder": holder.holder_no,
                  "revocation_sha256": payload_sha256, "revoked": revoked, "leaf_index": index,
                  "received_at": log_time(received_at), "tree_head": tree_head.to_json()}
-    signature, serial = ballot_log.seal(session, pki, rfc8785.dumps(statement))
+    signature, serial = ballot_log.seal(session, pki, canonical_json(statement))
     receipt = Receipt(statement, signature, serial, "revoked")
     _count_out(session, meeting, [row.id for row in standing])
     session.execute(update(BallotRow).where(BallotRow.id.in_([row.id for row in standing]))  # type: ignore[union-attr]

@@ -1,6 +1,6 @@
 """The ballot payload: canonical JSON (RFC 8785) that the holder signs as detached CMS.
 
-A ballot is exactly the bytes ``rfc8785.dumps`` gives for::
+A ballot is exactly its RFC 8785 canonical JSON (``core.canonical``)::
 
     {"type": "cloudseal.ballot/1", "meeting": "...", "holder": "...",
      "choices": {"<item id>": <choice>}, "nonce": "<base64url>", "created_at": "2026-06-01T03:04:05Z"}
@@ -24,6 +24,8 @@ from types import MappingProxyType
 from typing import Literal
 
 import rfc8785
+
+from core.canonical import canonical_json
 
 from voting.agenda import (
     NO_ACTION,
@@ -137,7 +139,7 @@ def build_ballot(
 
 def _canonical(value: object) -> bytes:
     try:
-        return rfc8785.dumps(value)  # type: ignore[arg-type]
+        return canonical_json(value)  # type: ignore[arg-type]
     except rfc8785.IntegerDomainError as exc:
         # I-JSON: integers beyond 2**53 - 1 are not portable JSON numbers.
         raise BallotError("integer_out_of_range", str(exc)) from exc

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import rfc8785
 from sqlalchemy import bindparam, insert, select
 from sqlmodel import Session
 
 from ca.context import Pki
 from core import audit
+from core.canonical import canonical_json
 from core.db import utcnow
 from core.errors import AppError, BadRequest, Conflict, NotFound
 from ra.models import Credential, Investor
@@ -330,7 +330,7 @@ def _store(session: Session, pki: Pki, meeting_id: int, accepted: list[_Accepted
                      "ballot_sha256": a.checked.ballot_sha256, "leaf_index": index,
                      "received_at": a.received_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "status": a.status,
                      "tree_head": tree_head.to_json()}
-        signature, serial = ballot_log.seal(session, pki, rfc8785.dumps(statement))
+        signature, serial = ballot_log.seal(session, pki, canonical_json(statement))
         receipts.append((a.position, Receipt(statement, signature, serial, a.status)))
     return receipts
 

@@ -19,8 +19,7 @@ import datetime as dt
 import json
 import re
 
-import rfc8785
-
+from core.canonical import canonical_json
 from core.errors import BadRequest
 
 LOG_ENTRY_TYPE = "cloudseal.ballot-entry/1"
@@ -52,9 +51,9 @@ def parse_log_time(text: str) -> dt.datetime:
 def log_entry(meeting_public_id: str, holder_no: str, ballot_sha256: str, cms_sha256: str,
               received_at: dt.datetime) -> bytes:
     """The canonical log entry of an accepted ballot (its Merkle leaf is SHA-256(0x00 || entry))."""
-    return rfc8785.dumps({"type": LOG_ENTRY_TYPE, "meeting": meeting_public_id, "holder": holder_no,
-                          "ballot_sha256": ballot_sha256, "cms_sha256": cms_sha256,
-                          "received_at": received_at.strftime(LOG_TIME_FORMAT)})
+    return canonical_json({"type": LOG_ENTRY_TYPE, "meeting": meeting_public_id, "holder": holder_no,
+                           "ballot_sha256": ballot_sha256, "cms_sha256": cms_sha256,
+                           "received_at": received_at.strftime(LOG_TIME_FORMAT)})
 
 
 def revocation_log_entry(meeting_public_id: str, holder_no: str, revocation_sha256: str, cms_sha256: str,
@@ -63,21 +62,21 @@ def revocation_log_entry(meeting_public_id: str, holder_no: str, revocation_sha2
 
     ``revoked`` lists the SHA-256 of the revoked ballots' payloads, in the order they were received.
     """
-    return rfc8785.dumps({"type": REVOCATION_ENTRY_TYPE, "meeting": meeting_public_id, "holder": holder_no,
-                          "revocation_sha256": revocation_sha256, "cms_sha256": cms_sha256, "revoked": revoked,
-                          "received_at": log_time(received_at)})
+    return canonical_json({"type": REVOCATION_ENTRY_TYPE, "meeting": meeting_public_id, "holder": holder_no,
+                           "revocation_sha256": revocation_sha256, "cms_sha256": cms_sha256, "revoked": revoked,
+                           "received_at": log_time(received_at)})
 
 
 def tree_head_statement(meeting: str, tree_size: int, root_hash: bytes, issued_at: dt.datetime) -> bytes:
     """RFC 8785 JSON of a tree head without its signature: what the platform seal signs."""
-    return rfc8785.dumps({"type": TREE_HEAD_TYPE, "meeting": meeting, "tree_size": tree_size,
-                          "root_hash": base64.b64encode(root_hash).decode(), "issued_at": log_time(issued_at)})
+    return canonical_json({"type": TREE_HEAD_TYPE, "meeting": meeting, "tree_size": tree_size,
+                           "root_hash": base64.b64encode(root_hash).decode(), "issued_at": log_time(issued_at)})
 
 
 def build_revocation(meeting_id: str, holder_no: str, nonce: str, created_at: dt.datetime) -> bytes:
     """The canonical bytes a holder signs to revoke their e-vote."""
-    return rfc8785.dumps({"type": REVOCATION_TYPE, "meeting": meeting_id, "holder": holder_no, "nonce": nonce,
-                          "created_at": created_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    return canonical_json({"type": REVOCATION_TYPE, "meeting": meeting_id, "holder": holder_no, "nonce": nonce,
+                           "created_at": created_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
 
 
 def parse_revocation(payload: bytes) -> dict[str, str]:
@@ -89,6 +88,6 @@ def parse_revocation(payload: bytes) -> dict[str, str]:
     if (not isinstance(data, dict) or set(data) != _REVOCATION_FIELDS
             or data.get("type") != REVOCATION_TYPE or not all(isinstance(v, str) for v in data.values())
             or not _NONCE.fullmatch(data["nonce"]) or not _MEETING_ID.fullmatch(data["meeting"])
-            or not _HOLDER_NO.fullmatch(data["holder"]) or rfc8785.dumps(data) != payload):
+            or not _HOLDER_NO.fullmatch(data["holder"]) or canonical_json(data) != payload):
         raise BadRequest("not a canonical cloudseal revocation", code="malformed_revocation")
     return data

@@ -1,0 +1,46 @@
+"""Canonical JSON (RFC 8785, JCS) with the C JSON encoder for the values the platform signs.
+
+For plain values — dicts with string keys, lists, strings, booleans, None and integers
+within ±(2**53 - 1) — RFC 8785's output is what ``json.dumps`` gives with sorted keys, no
+whitespace and no ASCII escaping: the same string escapes (``\\b \\f \\n \\r \\t \\" \\\\``
+and ``\\u00xx`` in lower case for the other control characters), integers in plain decimal,
+and keys in the same order as long as no key holds a character beyond U+D7FF (RFC 8785
+sorts by UTF-16 code units, Python by code points; the two differ only above it). Anything
+else (floats, other types, such keys, lone surrogates, large integers) goes to the
+``rfc8785`` package, which also raises its errors for what JCS cannot represent.
+
+Why: the pure-Python encoder took about 40 µs for a receipt; a ballot takes four encodings.
+"""
+
+from __future__ import annotations
+
+import json
+
+import rfc8785
+
+_SAFE_INTEGER = 2**53 - 1
+_encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
+
+
+def _plain(value: object) -> bool:
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
+        return True
+    if kind is int:
+        return -_SAFE_INTEGER <= value <= _SAFE_INTEGER  # type: ignore[operator]
+    if kind is dict:
+        return all(type(key) is str and (key.isascii() or max(key) < "\ud800") and _plain(item)
+                   for key, item in value.items())  # type: ignore[attr-defined]
+    if kind is list:
+        return all(_plain(item) for item in value)  # type: ignore[attr-defined]
+    return False
+
+
+def canonical_json(value: object) -> bytes:
+    """The RFC 8785 serialisation of ``value`` (raises ``rfc8785``'s errors where it does)."""
+    if _plain(value):
+        try:
+            return _encode(value).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: rfc8785 names the error
+            pass
+    return rfc8785.dumps(value)  # type: ignore[arg-type]
