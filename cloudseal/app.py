@@ -27,6 +27,7 @@ from signing.api import signing_router
 from signing.csc_api import csc_router
 from signing.verify_api import verify_router
 from voting.api import voting_router
+from voting.ballot_http import BallotFastPath
 from voting.intake import BallotIntake
 
 log = logging.getLogger("cloudseal.app")
@@ -111,4 +112,6 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     # Outermost: OCSP requests are answered before the framework stack (see ca.ocsp_http).
     app.add_middleware(OcspFastPath, responder=platform.ocsp, max_body_bytes=settings.max_body_bytes)
+    # Likewise well-formed ballots, the busiest write (see voting.ballot_http).
+    app.add_middleware(BallotFastPath, state=app.state, max_body_bytes=settings.max_body_bytes)
     return app

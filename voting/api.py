@@ -25,6 +25,7 @@ from voting import attendance, ballot_log, ballots, register, results, service
 from voting import exports, reports
 from voting import bundle as auditor_bundle
 from voting.access import READ_ROLES, visible_meeting
+from voting.ballot_http import receive_ballot
 from voting.calendar import last_moment_display
 from voting.models import Meeting
 from voting.schemas import (
@@ -174,11 +175,9 @@ def tally(meeting_id: MeetingId, session: ReadSessionDep, actor: ActorDep) -> di
 @voting_router.post("/ballots", response_model=ReceiptOut, status_code=201,
                     summary="Submit a signed ballot; returns the sealed receipt")
 async def submit_ballot(body: SignedSubmission, request: Request) -> JSONResponse:
-    payload, cms = ballots.require_known_payload(body.payload, body.cms)
-    with Session(request.app.state.read_engine, expire_on_commit=False) as reader:
-        checked = ballots.check_ballot(reader, request.app.state.pki, payload=payload, cms=cms)
-    # Recorded together with the ballots that arrive meanwhile: one transaction for all of them.
-    receipt = await request.app.state.ballot_intake.submit(checked)
+    # Well-formed submissions are answered by voting.ballot_http.BallotFastPath before the
+    # framework; this route answers the others (and documents the endpoint).
+    receipt = await receive_ballot(request.app.state, body)
     # The receipt's shape is ReceiptOut's by construction: answered as is, not validated again.
     return JSONResponse(receipt.to_json(), status_code=201)
 
