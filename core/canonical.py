@@ -22,17 +22,22 @@ _SAFE_INTEGER = 2**53 - 1
 _encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
 
 
-def _plain(value: object) -> bool:
+_MAX_DEPTH = 64  # deeper values are left to rfc8785 (this walk takes two frames a level)
+
+
+def _plain(value: object, depth: int = 0) -> bool:
     kind = type(value)
     if kind is str or value is None or kind is bool:
         return True
     if kind is int:
         return -_SAFE_INTEGER <= value <= _SAFE_INTEGER  # type: ignore[operator]
+    if depth >= _MAX_DEPTH:
+        return False
     if kind is dict:
-        return all(type(key) is str and (key.isascii() or max(key) < "\ud800") and _plain(item)
+        return all(type(key) is str and (key.isascii() or max(key) < "\ud800") and _plain(item, depth + 1)
                    for key, item in value.items())  # type: ignore[attr-defined]
     if kind is list:
-        return all(_plain(item) for item in value)  # type: ignore[attr-defined]
+        return all(_plain(item, depth + 1) for item in value)  # type: ignore[attr-defined]
     return False
 
 

@@ -62,3 +62,12 @@ def test_canonical_json_agrees_with_rfc8785_on_thousands_of_values() -> None:
 ])
 def test_known_cases(value: object) -> None:
     assert canonical_json(value) == rfc8785.dumps(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("depth", [63, 64, 65, 900])
+def test_deep_values_agree_too(depth: int) -> None:
+    """Deep nesting is left to rfc8785, which gets as deep as it always did."""
+    value: object = "x"
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    assert _outcome(canonical_json, value) == _outcome(rfc8785.dumps, value)
