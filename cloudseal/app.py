@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.state.platform = platform
     app.state.engine = platform.engine
     app.state.read_engine = platform.read_engine
+    app.state.check_engine = platform.check_engine
     app.state.pki = platform.pki
     app.state.ocsp = platform.ocsp
     app.state.jwt_public_key = platform.jwt_public_key()

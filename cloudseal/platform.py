@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,17 @@ class Platform:
     keystore: KeyStore
     pki: Pki
     ocsp: OcspService
+
+    @functools.cached_property
+    def check_engine(self) -> Engine:
+        """For reads that need no snapshot, e.g. a ballot's checks (each statement sees what
+        is committed, as under READ COMMITTED; the recording re-reads under the lock). On
+        PostgreSQL its connections, from the engine's pool, run in autocommit: no BEGIN and
+        ROLLBACK round trips around the reads (measured: half the database's CPU per ballot).
+        On SQLite the read engine already reads outside a transaction."""
+        if self.read_engine is not self.engine:
+            return self.read_engine
+        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def token_issuer(self) -> str:

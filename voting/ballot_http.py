@@ -37,7 +37,7 @@ async def receive_ballot(state: State, submission: SignedSubmission) -> Receipt:
     """Check a submitted ballot on the event loop and have it recorded with the others that
     arrive meanwhile (:class:`voting.intake.BallotIntake`); its receipt, or its refusal raised."""
     payload, cms = ballots.require_known_payload(submission.payload, submission.cms)
-    with Session(state.read_engine, expire_on_commit=False) as reader:
+    with Session(state.check_engine, expire_on_commit=False) as reader:
         checked = ballots.check_ballot(reader, state.pki, payload=payload, cms=cms)
     return await state.ballot_intake.submit(checked)
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from starlette.types import Receive, Scope, Send
 
 from cloudseal.app import create_app
@@ -104,3 +105,19 @@ def test_only_a_well_formed_submission_is_answered_by_the_fast_path(platform: Pl
         assert client.get("/voting/ballots").status_code == 299
         assert client.post("/voting/ballots/", json=good).status_code == 299
     assert len(seen) == 5
+
+
+def test_the_checks_read_in_autocommit_and_give_the_pool_back_as_it_was(any_platform: Platform) -> None:
+    """On PostgreSQL a ballot's checks read without BEGIN/ROLLBACK round trips; the pooled
+    connection is back in transaction mode for the next user. On SQLite they use the
+    read-only engine, which reads outside a transaction anyway."""
+    engine = any_platform.check_engine
+    assert engine is any_platform.check_engine
+    if engine.dialect.name == "sqlite":
+        assert engine is any_platform.read_engine
+        return
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT 1")).scalar_one() == 1
+        assert connection.connection.driver_connection.autocommit is True  # type: ignore[union-attr]
+    with any_platform.engine.connect() as connection:
+        assert connection.connection.driver_connection.autocommit is False  # type: ignore[union-attr]
