@@ -1,7 +1,8 @@
 """``cloudseal serve --workers N``: N worker processes, each listening on its own socket.
 
-Every worker binds the same address with ``SO_REUSEPORT``, so the kernel spreads incoming
-connections over the workers by a hash of each connection's addresses. With one socket
+The supervisor binds one ``SO_REUSEPORT`` socket per worker on the same address, so the
+kernel spreads incoming connections over the workers by a hash of each connection's
+addresses. With one socket
 shared by all workers (uvicorn's own multi-process mode) whichever worker wakes first
 accepts a whole burst: with 128 keep-alive connections opened at once, one worker was
 measured holding 89 of them and the other 49, for the whole life of the connections, so
@@ -30,22 +31,22 @@ def reuse_port_supported() -> bool:
     return hasattr(socket, "SO_REUSEPORT")
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """A socket on ``host:port`` that other workers may bind too."""
+def _listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A listening socket on ``host:port`` that other sockets may share (SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
+    sock.listen(backlog)
     sock.set_inheritable(True)
     return sock
 
 
-def _worker(host: str, port: int, log_level: str) -> None:
-    """One worker: its own socket, one uvicorn server (which handles SIGTERM gracefully)."""
+def _worker(sock: socket.socket, host: str, port: int, log_level: str) -> None:
+    """One worker serving its socket with uvicorn (which handles SIGTERM gracefully)."""
     import uvicorn
 
-    sock = _bind(host, port)
     config = uvicorn.Config(APP, host=host, port=port, log_level=log_level, access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
 
@@ -53,12 +54,16 @@ def _worker(host: str, port: int, log_level: str) -> None:
 def serve_workers(host: str, port: int, workers: int, *, log_level: str = "info") -> None:
     """Run ``workers`` worker processes on ``host:port`` until SIGTERM or SIGINT."""
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
-    _bind(host, port).close()  # fail here, once, if the address is taken or not ours
+    # Bound here, all of them, before any worker starts: the kernel spreads connections over
+    # every socket from the first one on, and queues a socket's share until its worker is
+    # ready (a socket bound by its worker would miss the connections made while it starts).
+    # A worker that dies is replaced on the same socket.
+    sockets = [_listen(host, port) for _ in range(workers)]
     context = multiprocessing.get_context("spawn")
     stop = threading.Event()
 
-    def start() -> BaseProcess:
-        process = context.Process(target=_worker, args=(host, port, log_level), daemon=False)
+    def start(index: int) -> BaseProcess:
+        process = context.Process(target=_worker, args=(sockets[index], host, port, log_level), daemon=False)
         process.start()
         return process
 
@@ -66,14 +71,14 @@ def serve_workers(host: str, port: int, workers: int, *, log_level: str = "info"
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    processes = [start() for _ in range(workers)]
+    processes = [start(index) for index in range(workers)]
     log.info("serving on http://%s:%d with %d workers (one SO_REUSEPORT socket each)", host, port, workers)
     try:
         while not stop.wait(0.5):
             for index, process in enumerate(processes):
                 if not process.is_alive():
                     log.warning("worker %s ended (exit code %s); starting another", process.pid, process.exitcode)
-                    processes[index] = start()
+                    processes[index] = start(index)
     finally:
         for process in processes:
             if process.is_alive() and process.pid is not None:
@@ -83,6 +88,8 @@ def serve_workers(host: str, port: int, workers: int, *, log_level: str = "info"
             if process.is_alive():
                 process.kill()
                 process.join()
+        for sock in sockets:
+            sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("all workers stopped")

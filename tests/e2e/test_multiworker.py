@@ -104,27 +104,39 @@ def _workers(server: subprocess.Popen[bytes]) -> list[int]:
                   if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes())
 
 
-def _sockets(pid: int) -> int:
-    """How many sockets the process holds (its listening socket among them)."""
-    fds = Path(f"/proc/{pid}/fd")
-    return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
+def _connections(pid: int, port: int) -> int:
+    """How many established TCP connections to ``port`` the process holds."""
+    inodes = {os.readlink(fd)[8:-1] for fd in Path(f"/proc/{pid}/fd").iterdir()
+              if os.readlink(fd).startswith("socket:[")}
+    established = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":
+            established.add(fields[9])
+    return len(inodes & established)
 
 
-@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT") or not Path("/proc/self/fd").exists(),
+def _spread(port: int, count: int, timeout: float) -> list[socket.socket]:
+    """``count`` keep-alive connections opened at once, each answered once."""
+    connections = [socket.create_connection(("127.0.0.1", port), timeout=timeout) for _ in range(count)]
+    for connection in connections:
+        connection.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    for connection in connections:  # every one answered, so every one was accepted
+        assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+    return connections
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT") or not Path("/proc/net/tcp").exists(),
                     reason="needs SO_REUSEPORT and /proc")
 def test_connections_opened_at_once_are_spread_over_the_workers(serving: Served) -> None:
-    """Each worker listens on its own SO_REUSEPORT socket: a burst of 64 connections is not
-    taken by whichever worker wakes first (a binomial split below 16 of 64 has odds of 1e-5)."""
+    """Each worker has its own SO_REUSEPORT socket: a burst of 64 connections is not taken by
+    whichever worker wakes first (a binomial split below 16 of 64 has odds of 1e-5)."""
     port = int(serving.base.rsplit(":", 1)[1])
-    before = {pid: _sockets(pid) for pid in _workers(serving.server)}
-    assert len(before) == 2
-    connections = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(64)]
+    workers = _workers(serving.server)
+    assert len(workers) == 2
+    connections = _spread(port, 64, 10)
     try:
-        for connection in connections:  # every one answered, so every one was accepted
-            connection.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-        for connection in connections:
-            assert connection.recv(4096).startswith(b"HTTP/1.1 200")
-        held = {pid: _sockets(pid) - before[pid] for pid in before}
+        held = {pid: _connections(pid, port) for pid in workers}
         assert sum(held.values()) == 64
         assert min(held.values()) >= 16, held
     finally:
@@ -134,8 +146,19 @@ def test_connections_opened_at_once_are_spread_over_the_workers(serving: Served)
 
 @pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc")
 def test_a_worker_that_dies_is_replaced_and_sigterm_stops_them_all(serving: Served) -> None:
+    """The replacement serves the dead worker's socket, which kept its share of the
+    connections made meanwhile: they wait for it rather than all going to the other worker."""
+    port = int(serving.base.rsplit(":", 1)[1])
     first, second = _workers(serving.server)
     os.kill(first, signal.SIGKILL)
+    while Path(f"/proc/{first}/status").exists() and "zombie" not in Path(f"/proc/{first}/status").read_text():
+        time.sleep(0.01)
+    connections = _spread(port, 64, 60)  # made while no worker serves the first socket
+    held = {pid: _connections(pid, port) for pid in _workers(serving.server)}
+    assert first not in held and second in held and sum(held.values()) == 64
+    assert min(held.values()) >= 16, held
+    for connection in connections:
+        connection.close()
     deadline = time.monotonic() + 60
     while True:
         workers = _workers(serving.server)
