@@ -167,13 +167,18 @@ def test_openssl_refuses_a_cms_over_another_document(platform: Platform, tmp_pat
     assert "Verification successful" not in result.stderr
 
 
-def test_a_cms_made_by_openssl_parses_and_verifies(tmp_path: Path) -> None:
+def openssl_signed(tmp_path: Path, digest_algorithm: str) -> bytes:
+    """A detached CAdES CMS over DOCUMENT made by ``openssl cms -sign`` with a CA of its own."""
     ca = rogue_ca(tmp_path, "/C=TW/O=Elsewhere/CN=Elsewhere CA")
     (tmp_path / "DOC").write_bytes(DOCUMENT)
-    made = openssl("cms", "-sign", "-binary", "-cades", "-md", "sha384", "-in", tmp_path / "DOC",
+    made = openssl("cms", "-sign", "-binary", "-cades", "-md", digest_algorithm, "-in", tmp_path / "DOC",
                    "-signer", ca.cert_file, "-inkey", ca.key_file, "-outform", "DER", "-out", tmp_path / "o.der")
     assert made.returncode == 0, made.stderr
-    parsed = parse_detached_cms((tmp_path / "o.der").read_bytes())
+    return (tmp_path / "o.der").read_bytes()
+
+
+def test_a_cms_made_by_openssl_parses_and_verifies(tmp_path: Path) -> None:
+    parsed = parse_detached_cms(openssl_signed(tmp_path, "sha384"))
     assert parsed.digest_algorithm == "sha384" and parsed.signing_certificate_hash is not None
     verify_cms_signature(parsed, hashlib.sha384(DOCUMENT).digest())
 

@@ -15,7 +15,7 @@ from cloudseal.platform import Platform
 from hsm_sim.base import KeyAlgorithm, Mechanism
 from signing.cms_der import read_common_form
 from signing.cms_parse import CmsError, ParsedCms, _parse, parse_detached_cms
-from tests.signing.test_cms import DOCUMENT, hsm_signer, openssl, rebuild, rogue_ca, sign
+from tests.signing.test_cms import DOCUMENT, hsm_signer, openssl_signed, rebuild, sign
 
 
 def general(der: bytes) -> ParsedCms | str:
@@ -56,12 +56,7 @@ def test_rsa_signatures_agree_and_pss_is_left_to_the_general_parser(platform: Pl
 
 
 def test_a_cms_made_by_openssl_agrees(tmp_path: Path) -> None:
-    ca = rogue_ca(tmp_path, "/C=TW/O=Elsewhere/CN=Elsewhere CA")
-    (tmp_path / "DOC").write_bytes(DOCUMENT)
-    made = openssl("cms", "-sign", "-binary", "-cades", "-md", "sha256", "-in", tmp_path / "DOC",
-                   "-signer", ca.cert_file, "-inkey", ca.key_file, "-outform", "DER", "-out", tmp_path / "o.der")
-    assert made.returncode == 0, made.stderr
-    der = (tmp_path / "o.der").read_bytes()
+    der = openssl_signed(tmp_path, "sha256")
     assert_agrees(der)  # openssl adds SMIMECapabilities: the general parser reads it
     assert parse_detached_cms(der).digest_algorithm == "sha256"
 
