@@ -2,11 +2,11 @@
 
 The supervisor binds one ``SO_REUSEPORT`` socket per worker on the same address, so the
 kernel spreads incoming connections over the workers by a hash of each connection's
-addresses. With one socket
-shared by all workers (uvicorn's own multi-process mode) whichever worker wakes first
-accepts a whole burst: with 128 keep-alive connections opened at once, one worker was
-measured holding 89 of them and the other 49, for the whole life of the connections, so
-one core queued work while the other idled (913 ballots/s against 1,046 balanced).
+addresses. With one socket shared by all workers (uvicorn's own multi-process mode)
+whichever worker wakes first accepts a whole burst: with 128 keep-alive connections opened
+at once, one worker was measured holding 89 of them and the other 49, for the whole life of
+the connections, so one core queued work while the other idled (913 ballots/s against
+1,046 balanced).
 
 The supervisor starts the workers, starts a new one for any that dies, and on SIGTERM or
 SIGINT passes the signal on and waits for them to finish their requests.
