@@ -81,8 +81,8 @@ class BodyLimitMiddleware:
                 if not value.isdigit():
                     await _send_json(send, 400, error_body("bad_request", "Content-Length is not a number"))
                     return
-                if int(value) > self.max_bytes:
-                    await self._reject(send, int(value))
+                if len(value) > 18 or int(value) > self.max_bytes:  # 18 digits: int() stays cheap
+                    await self._reject(send, self.max_bytes + 1)
                     return
         received = 0
         response_started = False

@@ -64,21 +64,23 @@ class BallotFastPath:
             complete = not message.get("more_body", False)
             if len(body) > self.max_body_bytes:
                 break
-        submission = _submission(bytes(body)) if complete else None
+        # The last message may carry the body over the limit: then the framework answers 413.
+        submission = _submission(bytes(body)) if complete and len(body) <= self.max_body_bytes else None
         if submission is None:  # the framework answers it, from the same bytes
             await self.app(scope, _replay(bytes(body), complete, receive), send)
             return
         await self._answer(submission, send)
 
     def _json_within_limit(self, scope: Scope) -> bool:
-        content_type, length = b"", b"0"
-        for name, value in scope.get("headers", []):
-            if name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                length = value
-        return (content_type.split(b";", 1)[0].strip().lower() == b"application/json"
-                and length.isdigit() and int(length) <= self.max_body_bytes)
+        """One JSON Content-Type and at most one Content-Length within the limit (a header
+        given twice is left to the framework, which reads the first)."""
+        content_types = [value for name, value in scope.get("headers", []) if name == b"content-type"]
+        lengths = [value for name, value in scope.get("headers", []) if name == b"content-length"] or [b"0"]
+        if len(content_types) != 1 or len(lengths) != 1:
+            return False
+        length = lengths[0]
+        return (content_types[0].split(b";", 1)[0].strip().lower() == b"application/json"
+                and length.isdigit() and len(length) <= 18 and int(length) <= self.max_body_bytes)
 
     async def _answer(self, submission: SignedSubmission, send: Send) -> None:
         content: dict[str, Any]
@@ -99,7 +101,7 @@ def _submission(body: bytes) -> SignedSubmission | None:
     """The submission when ``body`` is exactly one; None for anything the framework should answer."""
     try:
         return SignedSubmission.model_validate(json.loads(body))
-    except (ValueError, ValidationError):  # not JSON (ValueError covers decoding), or not the fields
+    except (ValueError, ValidationError, RecursionError):  # not JSON (or nested too deep), not the fields
         return None
 
 

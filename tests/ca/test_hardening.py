@@ -187,3 +187,12 @@ def test_auditor_may_read_but_not_revoke(client: TestClient, platform: Platform)
     headers = bearer(platform, Role.AUDITOR, subject="audrey")
     assert client.get(f"/ca/certificates/{serial}", headers=headers).status_code == 200
     assert client.post(f"/ca/certificates/{serial}/revoke", json={}, headers=headers).status_code == 403
+
+
+@pytest.mark.parametrize("path", ["/ca/issuing/certificates", "/pki/ocsp"])
+def test_a_content_length_of_thousands_of_digits_is_413_not_an_error(client: TestClient, operator_headers: dict,
+                                                                     path: str) -> None:
+    """Python refuses to turn more than 4,300 digits into an int: such a length is too large."""
+    response = client.post(path, content=b"{}", headers=[*operator_headers.items(), ("content-length", "9" * 5000),
+                                                          ("content-type", "application/json")])
+    assert response.status_code == 413 and response.json()["error"]["code"] == "body_too_large"

@@ -60,6 +60,22 @@ def test_bad_submissions_get_the_same_answers_both_ways(platform: Platform,
             plain.post("/voting/ballots", content=content, headers=headers)
         assert 400 <= one.status_code < 500, (content[:60], one.text)
         assert (one.status_code, one.json()) == (two.status_code, two.json()), content[:60]
+    # Sent chunked (no Content-Length): a valid submission padded past the limit, and one JSON
+    # value nested too deep for the parser.
+    padded = json.dumps(good).encode() + b" " * platform.settings.max_body_bytes
+    nested = b"[" * 100_000 + b"]" * 100_000
+    for content in (padded, nested):
+        one, two = [client.post("/voting/ballots", content=iter([content[:70_000], content[70_000:]]), headers=JSON)
+                    for client in clients]
+        assert one.status_code in (400, 413), one.text
+        assert (one.status_code, one.json()) == (two.status_code, two.json())
+    # Content-Type given twice (the framework reads the first), an absurd Content-Length.
+    for headers_list in ([("content-type", "text/plain"), ("content-type", "application/json")],
+                         [("content-type", "application/json"), ("content-length", "9" * 5000)]):
+        one, two = [client.post("/voting/ballots", content=json.dumps(good).encode(), headers=headers_list)
+                    for client in clients]
+        assert 400 <= one.status_code < 500, one.text
+        assert (one.status_code, one.json()) == (two.status_code, two.json())
     accepted = fast.post("/voting/ballots", json=good)
     assert accepted.status_code == 201, accepted.text
     again_fast, again_plain = fast.post("/voting/ballots", json=good), plain.post("/voting/ballots", json=good)
