@@ -19,11 +19,14 @@ import multiprocessing
 import signal
 import socket
 import threading
+import time
 from multiprocessing.process import BaseProcess
 
 log = logging.getLogger("cloudseal.workers")
 APP = "cloudseal.asgi:app"
 _GRACE_SECONDS = 30
+_HEALTHY_SECONDS = 10  # a worker that ran this long died of something else than its start-up
+_MAX_RESTART_DELAY = 30.0
 
 
 def reuse_port_supported() -> bool:
@@ -43,6 +46,15 @@ def _listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
+def _refuse_if_taken(host: str, port: int) -> None:
+    """OSError (address in use) if something already listens on ``host:port``: SO_REUSEPORT
+    would otherwise let a second server share the port, and its traffic, without a word."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
 def _worker(sock: socket.socket, host: str, port: int, log_level: str) -> None:
     """One worker serving its socket with uvicorn (which handles SIGTERM gracefully)."""
     import uvicorn
@@ -58,14 +70,27 @@ def serve_workers(host: str, port: int, workers: int, *, log_level: str = "info"
     # every socket from the first one on, and queues a socket's share until its worker is
     # ready (a socket bound by its worker would miss the connections made while it starts).
     # A worker that dies is replaced on the same socket.
+    _refuse_if_taken(host, port)
     sockets = [_listen(host, port) for _ in range(workers)]
     context = multiprocessing.get_context("spawn")
     stop = threading.Event()
 
+    started_at = [0.0] * workers
+    quick_failures = [0] * workers
+
     def start(index: int) -> BaseProcess:
         process = context.Process(target=_worker, args=(sockets[index], host, port, log_level), daemon=False)
         process.start()
+        started_at[index] = time.monotonic()
         return process
+
+    def restart_delay(index: int) -> float:
+        """0 after a worker that ran a while; 1, 2, 4 … 30 s while it keeps dying at start."""
+        if time.monotonic() - started_at[index] > _HEALTHY_SECONDS:
+            quick_failures[index] = 0
+            return 0.0
+        quick_failures[index] += 1
+        return min(2.0 ** (quick_failures[index] - 1), _MAX_RESTART_DELAY)
 
     def on_signal(signum: int, _frame: object) -> None:
         stop.set()
@@ -77,7 +102,11 @@ def serve_workers(host: str, port: int, workers: int, *, log_level: str = "info"
         while not stop.wait(0.5):
             for index, process in enumerate(processes):
                 if not process.is_alive():
-                    log.warning("worker %s ended (exit code %s); starting another", process.pid, process.exitcode)
+                    delay = restart_delay(index)
+                    log.warning("worker %s ended (exit code %s); starting another in %.0f s",
+                                process.pid, process.exitcode, delay)
+                    if stop.wait(delay):
+                        break
                     processes[index] = start(index)
     finally:
         for process in processes:

@@ -179,3 +179,19 @@ def test_a_worker_that_dies_is_replaced_and_sigterm_stops_them_all(serving: Serv
     serving.server.send_signal(signal.SIGTERM)
     assert serving.server.wait(timeout=45) == 0
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_several_workers_refuse_a_port_something_already_listens_on(tmp_path: Path) -> None:
+    """SO_REUSEPORT must not let a second server quietly share a port (and its traffic)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # even a listener that allows sharing
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "CLOUDSEAL_DATABASE_URL": f"sqlite:///{tmp_path}/c.db",
+               "CLOUDSEAL_HSM": f"soft:{tmp_path}/hsm"}
+        served = subprocess.run([sys.executable, "-m", "cloudseal", "serve", "--port", str(port), "--workers", "2"],
+                                env=env, capture_output=True, text=True, timeout=60)
+    assert served.returncode != 0
+    assert "Address already in use" in served.stderr
