@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from asn1crypto import cms as asn1_cms
 from asn1crypto import core as asn1_core
+from asn1crypto import tsp as _asn1_tsp  # noqa: F401 - registers signingCertificateV2's value type
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -256,10 +257,10 @@ def _signed_attributes(signer_info: asn1_cms.SignerInfo) -> dict[str, asn1_core.
         raise _malformed("the signer has no signed attributes")
     attributes: dict[str, asn1_core.SetOf] = {}
     for attribute in signed_attrs:
-        kind = attribute["type"].dotted
+        kind = attribute["type"].native
         if kind in attributes:
-            raise _malformed(f"signed attribute {attribute['type'].native} appears twice")
-        attributes[attribute["type"].native] = attribute["values"]
+            raise _malformed(f"signed attribute {kind} appears twice")
+        attributes[kind] = attribute["values"]
     return attributes
 
 

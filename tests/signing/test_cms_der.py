@@ -140,6 +140,7 @@ def test_variants_of_the_form_agree(platform: Platform) -> None:
         "signer last": signer_last, "digest NULL": digest_with_null, "signer v3 by issuer": signer_version("v3"),
     }
     read = {name: assert_agrees(rebuild(der, change)) is not None for name, change in variants.items()}
+    assert general(rebuild(der, variants["two digests"])) == "malformed"  # RFC 5652 §11.2: one messageDigest
     assert read == {**{name: True for name in variants}, "generalized": False, "no content type": False,
                     "no digest": False, "two digests": False, "v2": False,
                     "signer v3 by issuer": False}
