@@ -27,7 +27,7 @@ from signing.api import signing_router
 from signing.csc_api import csc_router
 from signing.verify_api import verify_router
 from voting.api import voting_router
-from voting.ballot_http import BallotFastPath
+from voting.ballot_http import BallotFastPath, CheckReader
 from voting.intake import BallotIntake
 
 log = logging.getLogger("cloudseal.app")
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             if worker is not None:
                 worker.join(timeout=5)
             _app.state.ballot_intake.close()
+            _app.state.check_reader.close()
             if owned:
                 platform.close()
 
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.state.platform = platform
     app.state.engine = platform.engine
     app.state.read_engine = platform.read_engine
-    app.state.check_engine = platform.check_engine
+    app.state.check_reader = CheckReader(platform.check_engine)
     app.state.pki = platform.pki
     app.state.ocsp = platform.ocsp
     app.state.jwt_public_key = platform.jwt_public_key()

@@ -19,11 +19,14 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 from starlette.datastructures import State
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ca.context import Pki
 from core.errors import AppError, error_body
 from voting import ballots
 from voting.ballots import Receipt
@@ -33,12 +36,44 @@ BALLOTS_PATH = "/voting/ballots"
 log = logging.getLogger("cloudseal.web")
 
 
+class CheckReader:
+    """The connection a worker's ballot checks read through, kept open between ballots.
+
+    The checks run on the event loop one at a time, so one connection serves them all; a
+    pooled one per ballot cost a checkout and, on PostgreSQL, a pre-ping round trip each.
+    A connection that breaks is replaced and the (read-only) check is run once more.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+
+    def check(self, pki: Pki, payload: bytes, cms: bytes) -> ballots.CheckedBallot:
+        """:func:`voting.ballots.check_ballot` through the kept connection."""
+        for attempt in (1, 2):
+            if self._connection is None or self._connection.invalidated or self._connection.closed:
+                self._connection = self._engine.connect()
+            try:
+                with Session(bind=self._connection, expire_on_commit=False) as reader:
+                    return ballots.check_ballot(reader, pki, payload=payload, cms=cms)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated or attempt == 2:
+                    raise
+                self.close()
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Give the connection back (at shutdown)."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
 async def receive_ballot(state: State, submission: SignedSubmission) -> Receipt:
     """Check a submitted ballot on the event loop and have it recorded with the others that
     arrive meanwhile (:class:`voting.intake.BallotIntake`); its receipt, or its refusal raised."""
     payload, cms = ballots.require_known_payload(submission.payload, submission.cms)
-    with Session(state.check_engine, expire_on_commit=False) as reader:
-        checked = ballots.check_ballot(reader, state.pki, payload=payload, cms=cms)
+    checked = state.check_reader.check(state.pki, payload, cms)
     return await state.ballot_intake.submit(checked)
 
 

@@ -16,7 +16,7 @@ from cloudseal.app import create_app
 from cloudseal.platform import Platform
 from tests.ra.factories import NATIONAL_IDS
 from tests.voting.test_ballots import make_meeting, signed, voter
-from voting.ballot_http import BallotFastPath
+from voting.ballot_http import BallotFastPath, CheckReader
 
 JSON = {"Content-Type": "application/json"}
 
@@ -137,3 +137,23 @@ def test_the_checks_read_in_autocommit_and_give_the_pool_back_as_it_was(any_plat
         assert connection.connection.driver_connection.autocommit is True  # type: ignore[union-attr]
     with any_platform.engine.connect() as connection:
         assert connection.connection.driver_connection.autocommit is False  # type: ignore[union-attr]
+
+
+def test_the_checks_keep_one_connection_and_replace_a_broken_one(any_platform: Platform) -> None:
+    meeting = make_meeting(any_platform, [("H000", NATIONAL_IDS[0], 100)])
+    payload, cms = signed(any_platform, voter(any_platform, "H000", NATIONAL_IDS[0]), meeting)
+    reader = CheckReader(any_platform.check_engine)
+    try:
+        assert reader.check(any_platform.pki, payload, cms).holder.holder_no == "H000"
+        kept = reader._connection
+        assert reader.check(any_platform.pki, payload, cms).holder.holder_no == "H000"
+        assert reader._connection is kept
+        if any_platform.engine.dialect.name != "postgresql":
+            return
+        pid = kept.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()  # type: ignore[union-attr]
+        with any_platform.engine.begin() as other:
+            assert other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})").scalar_one() is True
+        assert reader.check(any_platform.pki, payload, cms).holder.holder_no == "H000"  # checked again
+        assert reader._connection is not kept
+    finally:
+        reader.close()
