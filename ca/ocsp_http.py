@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ca.ocsp import MALFORMED
 from ca.responder import OcspAnswer, OcspService
 from core.errors import error_body
+from core.web import exceeds, read_body
 
 log = logging.getLogger("cloudseal.ocsp")
 
@@ -110,21 +111,17 @@ class OcspFastPath:
                 if not value.isdigit():
                     await self._send(send, OcspAnswer(MALFORMED), response_headers(OcspAnswer(MALFORMED), http_cacheable=False))
                     return
-                if len(value) > 18 or int(value) > self.max_body_bytes:  # 18 digits: int() stays cheap
+                if exceeds(value, self.max_body_bytes):
                     await self._too_large(send)
                     return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > self.max_body_bytes:
-                await self._too_large(send)
-                return
-            if not message.get("more_body", False):
-                break
-        await self._respond(send, bytes(body), http_cacheable=False)
+        read = await read_body(receive, self.max_body_bytes)
+        if read is None:  # the client went away
+            return
+        body, complete = read
+        if not complete:
+            await self._too_large(send)
+            return
+        await self._respond(send, body, http_cacheable=False)
 
     async def _get(self, scope: Scope, send: Send) -> None:
         raw_path = scope.get("raw_path") or scope["path"].encode()

@@ -20,8 +20,6 @@ import rfc8785
 
 _SAFE_INTEGER = 2**53 - 1
 _encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
-
-
 _MAX_DEPTH = 64  # deeper values are left to rfc8785 (this walk takes two frames a level)
 
 

@@ -65,6 +65,27 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("internal_error", "internal error"), 500)
 
 
+def exceeds(declared_length: bytes, limit: int) -> bool:
+    """Whether a Content-Length of digits ``declared_length`` is over ``limit`` (more than 18
+    digits always is: int() of thousands of digits is refused, and slow)."""
+    return len(declared_length) > 18 or int(declared_length) > limit
+
+
+async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool] | None:
+    """The request body read up to just past ``limit`` bytes, and whether it is complete
+    (False: it is longer than ``limit``); None when the client went away."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return bytes(body), False
+        if not message.get("more_body", False):
+            return bytes(body), True
+
+
 class BodyLimitMiddleware:
     """Refuse request bodies larger than ``max_bytes`` with 413, declared or streamed."""
 
@@ -81,7 +102,7 @@ class BodyLimitMiddleware:
                 if not value.isdigit():
                     await _send_json(send, 400, error_body("bad_request", "Content-Length is not a number"))
                     return
-                if len(value) > 18 or int(value) > self.max_bytes:  # 18 digits: int() stays cheap
+                if exceeds(value, self.max_bytes):
                     await self._reject(send, self.max_bytes + 1)
                     return
         received = 0

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ca.context import Pki
 from core.errors import AppError, error_body
+from core.web import exceeds, read_body
 from voting import ballots
 from voting.ballots import Receipt
 from voting.schemas import SignedSubmission
@@ -50,17 +51,19 @@ class CheckReader:
 
     def check(self, pki: Pki, payload: bytes, cms: bytes) -> ballots.CheckedBallot:
         """:func:`voting.ballots.check_ballot` through the kept connection."""
-        for attempt in (1, 2):
-            if self._connection is None or self._connection.invalidated or self._connection.closed:
-                self._connection = self._engine.connect()
-            try:
-                with Session(bind=self._connection, expire_on_commit=False) as reader:
-                    return ballots.check_ballot(reader, pki, payload=payload, cms=cms)
-            except DBAPIError as exc:
-                if not exc.connection_invalidated or attempt == 2:
-                    raise
-                self.close()
-        raise AssertionError("unreachable")
+        try:
+            return self._check(pki, payload, cms)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            self.close()
+        return self._check(pki, payload, cms)
+
+    def _check(self, pki: Pki, payload: bytes, cms: bytes) -> ballots.CheckedBallot:
+        if self._connection is None or self._connection.invalidated or self._connection.closed:
+            self._connection = self._engine.connect()
+        with Session(bind=self._connection, expire_on_commit=False) as reader:
+            return ballots.check_ballot(reader, pki, payload=payload, cms=cms)
 
     def close(self) -> None:
         """Give the connection back (at shutdown)."""
@@ -90,19 +93,13 @@ class BallotFastPath:
                 or not self._json_within_limit(scope):
             await self.app(scope, receive, send)
             return
-        body, complete = bytearray(), False
-        while not complete:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            complete = not message.get("more_body", False)
-            if len(body) > self.max_body_bytes:
-                break
-        # The last message may carry the body over the limit: then the framework answers 413.
-        submission = _submission(bytes(body)) if complete and len(body) <= self.max_body_bytes else None
-        if submission is None:  # the framework answers it, from the same bytes
-            await self.app(scope, _replay(bytes(body), complete, receive), send)
+        read = await read_body(receive, self.max_body_bytes)
+        if read is None:  # the client went away
+            return
+        body, complete = read
+        submission = _submission(body) if complete else None
+        if submission is None:  # the framework answers it (413 when too long), from the same bytes
+            await self.app(scope, _replay(body, complete, receive), send)
             return
         await self._answer(submission, send)
 
@@ -115,7 +112,7 @@ class BallotFastPath:
             return False
         length = lengths[0]
         return (content_types[0].split(b";", 1)[0].strip().lower() == b"application/json"
-                and length.isdigit() and len(length) <= 18 and int(length) <= self.max_body_bytes)
+                and length.isdigit() and not exceeds(length, self.max_body_bytes))
 
     async def _answer(self, submission: SignedSubmission, send: Send) -> None:
         content: dict[str, Any]
