@@ -96,6 +96,19 @@ def parse_detached_cms(der_or_base64: bytes | str) -> ParsedCms:
     Accepts DER, base64 (standard or URL-safe) or PEM (``CMS``/``PKCS7``). Raises
     :class:`CmsError` ``malformed`` or ``unsupported_algorithm``, never another exception.
     """
+    if type(der_or_base64) in (bytes, str):
+        return _parse_remembered(der_or_base64)
+    return _parse_input(der_or_base64)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_remembered(der_or_base64: bytes | str) -> ParsedCms:
+    # A request that reads ahead of its verification (a ballot's checks) parses the same CMS
+    # twice; the result is immutable, so the second parse is a lookup. Failures are not kept.
+    return _parse_input(der_or_base64)
+
+
+def _parse_input(der_or_base64: bytes | str) -> ParsedCms:
     from signing.cms_der import read_common_form  # imports this module: imported on first use
 
     der = _decode_input(der_or_base64)

@@ -12,7 +12,7 @@ its own records.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 
 from sqlalchemy import bindparam, func, insert, select
@@ -24,14 +24,14 @@ from core.errors import Forbidden
 from signing.cms import signed_attributes_digest
 from signing.cms_parse import ParsedCms
 from signing.models import SignatureRecord, VerificationEvidence
-from signing.revocation import DatabaseRevocation
+from signing.revocation import CertificateRecord, DatabaseRevocation
 from signing.verifier import VerificationResult, Verifier
 
 VERIFY_ROLES = (Role.BROKER_BACKOFFICE, Role.OPERATOR)
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 
 
-_FIRST_SIGNED_AT = (  # built once: every verification asks it
+FIRST_SIGNED_AT = (  # built once: every verification asks it
     select(SignatureRecord.signed_at)
     .where(SignatureRecord.certificate_serial == bindparam("serial"))
     .where(SignatureRecord.digest_hex == bindparam("digest"))
@@ -43,29 +43,50 @@ _FIRST_SIGNED_AT = (  # built once: every verification asks it
 _INSERT_EVIDENCE = insert(VerificationEvidence).returning(VerificationEvidence.id)
 
 
-class DatabaseSignatureLog:
-    """The platform's signature log as a :class:`signing.verifier.SignatureLog`."""
+SigningTimeKey = tuple[str, str, str]  # signer serial (hex), signed attributes' digest (hex), hash algorithm
 
-    def __init__(self, session_factory: SessionFactory) -> None:
+
+def signing_time_key(parsed: ParsedCms) -> SigningTimeKey:
+    """What the signature log is searched by for ``parsed``."""
+    digest = signed_attributes_digest(parsed.signed_attributes, parsed.digest_algorithm)
+    return format(parsed.signer_certificate.serial_number, "x"), digest.hex(), parsed.digest_algorithm
+
+
+class DatabaseSignatureLog:
+    """The platform's signature log as a :class:`signing.verifier.SignatureLog`.
+
+    ``known`` holds answers already read with the rest of a request's reads (key → first
+    signing time, None when never signed): those are not asked again.
+    """
+
+    def __init__(self, session_factory: SessionFactory,
+                 known: Mapping[SigningTimeKey, dt.datetime | None] | None = None) -> None:
         self._session_factory = session_factory
+        self._known = known or {}
 
     def signed_at(self, parsed: ParsedCms) -> dt.datetime | None:
         """When the HSM first signed these signed attributes with the signer certificate's key."""
-        digest = signed_attributes_digest(parsed.signed_attributes, parsed.digest_algorithm)
+        key = signing_time_key(parsed)
+        if key in self._known:
+            return self._known[key]
+        serial, digest, hash_algorithm = key
         with self._session_factory() as session:
-            return session.connection().execute(_FIRST_SIGNED_AT, {
-                "serial": format(parsed.signer_certificate.serial_number, "x"), "digest": digest.hex(),
-                "hash_algorithm": parsed.digest_algorithm}).scalar_one_or_none()
+            return session.connection().execute(FIRST_SIGNED_AT, {
+                "serial": serial, "digest": digest, "hash_algorithm": hash_algorithm}).scalar_one_or_none()
 
 
-def platform_verifier(session: Session, pki: Pki) -> Verifier:
+def platform_verifier(session: Session, pki: Pki, *,
+                      known_records: Mapping[str, CertificateRecord | None] | None = None,
+                      known_signing_times: Mapping[SigningTimeKey, dt.datetime | None] | None = None) -> Verifier:
     """A verifier trusting the platform's root, with its issuing CA as intermediate, reading
-    revocation and signing times from the database through ``session``."""
+    revocation and signing times from the database through ``session`` (except those a
+    caller read already, passed as ``known_records`` and ``known_signing_times``)."""
     cas = [pki.ca_certificate(pki.load_ca(session, name)) for name in CA_NAMES]
     anchors = [c for c in cas if c.subject == c.issuer]
     reader: SessionFactory = lambda: nullcontext(session)  # the caller's session, left open
-    return Verifier(anchors, DatabaseRevocation(reader), intermediates=[c for c in cas if c not in anchors],
-                    signature_log=DatabaseSignatureLog(reader), clock=pki.clock)
+    return Verifier(anchors, DatabaseRevocation(reader, known_records),
+                    intermediates=[c for c in cas if c not in anchors],
+                    signature_log=DatabaseSignatureLog(reader, known_signing_times), clock=pki.clock)
 
 
 def verifying_broker(actor: Actor) -> str | None:

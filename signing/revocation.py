@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import httpx
 from cryptography import x509
@@ -293,28 +294,50 @@ _CERTIFICATE_STATUS = (  # built once: verification runs it for every certificat
 )
 
 
+class CertificateRecord(NamedTuple):
+    """The CA's record of one certificate, as :func:`status_from_record` reads it."""
+
+    status: str
+    revoked_at: dt.datetime | None
+    revocation_reason: str | None
+    fingerprint_sha256: str
+
+
+def status_from_record(record: CertificateRecord | None, certificate: x509.Certificate,
+                       source: str = "database") -> CertificateStatus:
+    """The status the CA's record (None: no record under the serial) gives ``certificate``."""
+    if record is None or record.fingerprint_sha256 != certificate.fingerprint(hashes.SHA256()).hex():
+        return _unknown(source, "the platform's CA did not issue this certificate")
+    if record.status in (REVOKED, ON_HOLD):
+        return CertificateStatus(record.status, record.revoked_at, record.revocation_reason, source)
+    if record.status == GOOD:
+        return CertificateStatus(GOOD, source=source)
+    return _unknown(source, f"the CA records the status {record.status!r}")
+
+
 class DatabaseRevocation:
     """Statuses straight from the CA's records (:class:`ca.models.IssuedCertificate`).
 
     ``session_factory`` returns a context manager yielding a session, e.g.
     ``lambda: Session(engine)``. A certificate whose serial the CA used for another
     certificate (by fingerprint) is ``unknown``: the platform did not issue it.
+
+    ``known`` holds records already read with the rest of a request's reads (serial → record,
+    None when the CA has none): those serials are not asked again.
     """
 
     source = "database"
 
-    def __init__(self, session_factory: Callable[[], AbstractContextManager[Session]]) -> None:
+    def __init__(self, session_factory: Callable[[], AbstractContextManager[Session]],
+                 known: Mapping[str, CertificateRecord | None] | None = None) -> None:
         self._session_factory = session_factory
+        self._known = known or {}
 
     def status(self, certificate: x509.Certificate, issuer: x509.Certificate) -> CertificateStatus:
         """The recorded status, revocation time and reason."""
+        serial = format(certificate.serial_number, "x")
+        if serial in self._known:
+            return status_from_record(self._known[serial], certificate, self.source)
         with self._session_factory() as session:
-            row = session.connection().execute(
-                _CERTIFICATE_STATUS, {"serial": format(certificate.serial_number, "x")}).one_or_none()
-        if row is None or row.fingerprint_sha256 != certificate.fingerprint(hashes.SHA256()).hex():
-            return _unknown(self.source, "the platform's CA did not issue this certificate")
-        if row.status in (REVOKED, ON_HOLD):
-            return CertificateStatus(row.status, row.revoked_at, row.revocation_reason, self.source)
-        if row.status == GOOD:
-            return CertificateStatus(GOOD, source=self.source)
-        return _unknown(self.source, f"the CA records the status {row.status!r}")
+            row = session.connection().execute(_CERTIFICATE_STATUS, {"serial": serial}).one_or_none()
+        return status_from_record(None if row is None else CertificateRecord(*row), certificate, self.source)

@@ -17,18 +17,22 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, insert, select
+from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
 from ca.context import Pki
+from ca.models import IssuedCertificate
 from core import audit
 from core.canonical import canonical_json
 from core.db import utcnow
 from core.errors import AppError, BadRequest, Conflict, NotFound
 from ra.models import Credential, Investor
-from signing.evidence import platform_verifier
+from signing.cms_parse import CmsError, parse_detached_cms
+from signing.evidence import FIRST_SIGNED_AT, SigningTimeKey, platform_verifier, signing_time_key
+from signing.revocation import CertificateRecord
 from voting import ballot_log, running, service
 from voting.agenda import AgendaItem, Choice
 from voting.ballot import BallotError, check_choices, parse_ballot, typed_choices
@@ -46,13 +50,6 @@ _SIGNATURE_CODES = {"revoked": "certificate_revoked", "on_hold": "certificate_on
 
 # The statements of the ballot path are built once: constructing one costs more than running it.
 # Column reads, not entities: the ORM's loading costs more than these lookups themselves.
-_MEETING = select(Meeting.id, Meeting.public_id, Meeting.issuer_code, Meeting.status, Meeting.opens_at,
-                  Meeting.closes_at).where(Meeting.public_id == bindparam("public_id"))
-_AGENDA = (select(AgendaItemRow.item_key, AgendaItemRow.kind, AgendaItemRow.title, AgendaItemRow.seats,
-                  AgendaItemRow.candidates, AgendaItemRow.article)
-           .where(AgendaItemRow.meeting_id == bindparam("meeting_id")).order_by(AgendaItemRow.position))
-_SIGNER = (select(Investor.reference, Investor.id_hmac).join(Credential, Credential.investor_id == Investor.id)
-           .where(Credential.certificate_serial == bindparam("serial")))
 _HOLDER = select(Holder.id, Holder.holder_no, Holder.shares, Holder.non_voting_shares, Holder.nominee,
                  Holder.id_hmac).where(Holder.meeting_id == bindparam("meeting_id")).where(
     Holder.holder_no == bindparam("holder_no"))
@@ -72,6 +69,41 @@ _STANDING = (select(BallotRow.holder_id)
              .where(BallotRow.holder_id.in_(bindparam("holder_ids", expanding=True)))  # type: ignore[attr-defined]
              .where(BallotRow.status.in_(("counted", "superseded"))))  # type: ignore[attr-defined]
 _INSERT_BALLOT = insert(BallotRow)
+
+_SIGNER_CERT, _ISSUING_CERT = aliased(IssuedCertificate), aliased(IssuedCertificate)
+
+
+def _record_columns(certificate: type[IssuedCertificate], prefix: str) -> tuple:
+    return (certificate.status.label(f"{prefix}_status"), certificate.revoked_at.label(f"{prefix}_revoked_at"),
+            certificate.revocation_reason.label(f"{prefix}_reason"),
+            certificate.fingerprint_sha256.label(f"{prefix}_fingerprint"))
+
+
+# A ballot's checks read in one statement, one row per agenda item: the meeting and its
+# agenda, the holder the ballot names, the investor behind the signer's certificate, the CA's
+# records of that certificate and of the issuing CA, and when the HSM signed (on PostgreSQL a
+# round trip costs more than its query).
+_SIGNER_INVESTOR = (select(Investor.reference, Investor.id_hmac)
+                    .join(Credential, Credential.investor_id == Investor.id)
+                    .where(Credential.certificate_serial == bindparam("serial"))
+                    .order_by(Credential.id).limit(1))  # type: ignore[arg-type]
+_CHECK_READ = (
+    select(Meeting.id, Meeting.public_id, Meeting.issuer_code, Meeting.status, Meeting.opens_at, Meeting.closes_at,
+           Holder.id.label("holder_id"),  # type: ignore[union-attr]
+           Holder.holder_no, Holder.shares, Holder.non_voting_shares, Holder.nominee, Holder.id_hmac,
+           _SIGNER_INVESTOR.with_only_columns(Investor.reference).scalar_subquery().label("signer_reference"),
+           _SIGNER_INVESTOR.with_only_columns(Investor.id_hmac).scalar_subquery().label("signer_id_hmac"),
+           *_record_columns(_SIGNER_CERT, "signer"), *_record_columns(_ISSUING_CERT, "issuing"),
+           FIRST_SIGNED_AT.scalar_subquery().label("signed_at"), AgendaItemRow.item_key, AgendaItemRow.kind,
+           AgendaItemRow.title, AgendaItemRow.seats, AgendaItemRow.candidates, AgendaItemRow.article)
+    .select_from(Meeting)
+    .outerjoin(Holder, (Holder.meeting_id == Meeting.id) & (Holder.holder_no == bindparam("holder_no")))
+    .outerjoin(_SIGNER_CERT, _SIGNER_CERT.serial_hex == bindparam("serial"))
+    .outerjoin(_ISSUING_CERT, _ISSUING_CERT.serial_hex == bindparam("ca_serial"))
+    .outerjoin(AgendaItemRow, AgendaItemRow.meeting_id == Meeting.id)
+    .where(Meeting.public_id == bindparam("public_id"))
+    .order_by(AgendaItemRow.position)
+)
 
 
 @dataclass(frozen=True)
@@ -93,12 +125,10 @@ def _refuse(code: str, message: str, status: int = 400) -> AppError:
     return AppError(message, code=code, status_code=status)
 
 
-def _signer_identity(session: Session, serial: str) -> tuple[str, str]:
-    """The investor reference and identity HMAC behind a certificate serial."""
-    row = session.connection().execute(_SIGNER, {"serial": serial}).first()
-    if row is None:
-        raise _refuse("not_the_holder", "the signer's certificate belongs to no investor here", 403)
-    return row.reference, row.id_hmac
+def _signer_of(session: Session, serial: str) -> tuple[str, str] | None:
+    """The investor reference and identity HMAC behind a certificate serial, if any."""
+    row = session.connection().execute(_SIGNER_INVESTOR, {"serial": serial}).first()
+    return None if row is None else (row.reference, row.id_hmac)
 
 
 class RegisteredHolder(NamedTuple):
@@ -122,21 +152,78 @@ class SignedBy:
     id_hmac: str
 
 
+@dataclass(frozen=True)
+class _CheckReads:
+    """What :data:`_CHECK_READ` found for one ballot, in the forms the checks take."""
+
+    meeting: Any  # the meeting's row (id, public_id, issuer_code, status, opens_at, closes_at), or None
+    agenda_rows: list[Any]  # item_key, kind, title, seats, candidates, article; in agenda order
+    signer_serial: str | None  # the certificate the rest was read for (None: the CMS did not parse)
+    holder: RegisteredHolder | None
+    signer: tuple[str, str] | None  # the certificate's investor: reference and identity HMAC
+    known_records: dict[str, CertificateRecord | None]
+    known_signing_times: dict[SigningTimeKey, dt.datetime | None]
+
+
+def _read_for_check(reader: Session, pki: Pki, meeting_public_id: str, holder_no: str, cms: bytes) -> _CheckReads:
+    """One statement for everything a ballot's checks read (see :data:`_CHECK_READ`)."""
+    serial: str | None = None
+    key: SigningTimeKey | None = None
+    try:
+        parsed = parse_detached_cms(cms)  # remembered: the verifier's own parse costs nothing more
+        serial, key = format(parsed.signer_certificate.serial_number, "x"), signing_time_key(parsed)
+    except CmsError:
+        pass  # the verifier refuses it in its turn, after the meeting's checks
+    ca_serial = format(pki.ca_certificate(pki.load_ca(reader, "issuing")).serial_number, "x")
+    rows = reader.connection().execute(_CHECK_READ, {
+        "public_id": meeting_public_id, "holder_no": holder_no, "serial": serial, "ca_serial": ca_serial,
+        "digest": key[1] if key else None, "hash_algorithm": key[2] if key else None}).all()
+    row = rows[0] if rows else None
+    agenda_rows = [r for r in rows if r.item_key is not None]
+    if row is None or serial is None or key is None:
+        return _CheckReads(row, agenda_rows, None, None, None, {}, {})
+    records = {ca_serial: _record(row, "issuing"), serial: _record(row, "signer")}
+    return _CheckReads(
+        meeting=row, agenda_rows=agenda_rows, signer_serial=serial,
+        holder=None if row.holder_id is None else RegisteredHolder(
+            row.holder_id, row.holder_no, row.shares, row.non_voting_shares, row.nominee, row.id_hmac),
+        signer=None if row.signer_reference is None else (row.signer_reference, row.signer_id_hmac),
+        known_records=records, known_signing_times={key: row.signed_at})
+
+
+def _record(row: Any, prefix: str) -> CertificateRecord | None:
+    fingerprint = getattr(row, f"{prefix}_fingerprint")
+    if fingerprint is None:
+        return None  # no certificate under that serial
+    return CertificateRecord(getattr(row, f"{prefix}_status"), getattr(row, f"{prefix}_revoked_at"),
+                             getattr(row, f"{prefix}_reason"), fingerprint)
+
+
 def signed_by_holder(reader: Session, pki: Pki, meeting_id: int, holder_no: str, payload: bytes,
-                     cms: bytes) -> SignedBy:
+                     cms: bytes, *, reads: _CheckReads | None = None) -> SignedBy:
     """The checks every signed submission passes: the CMS is valid over ``payload``, the
-    certificate is good now, and its investor is the registered holder ``holder_no``."""
-    result = platform_verifier(reader, pki).verify(cms, digest=hashlib.sha256(payload).digest())
+    certificate is good now, and its investor is the registered holder ``holder_no``.
+    ``reads`` is what a ballot's single read already found for this meeting and holder."""
+    records, times = (reads.known_records, reads.known_signing_times) if reads is not None else (None, None)
+    result = platform_verifier(reader, pki, known_records=records, known_signing_times=times).verify(
+        cms, digest=hashlib.sha256(payload).digest())
     if not result.valid:
         code = _SIGNATURE_CODES.get(result.reason or "", "invalid_signature")
         raise _refuse(code, result.message or "the signature is not valid")
     if result.status_now != "good" or result.signer is None:
         raise _refuse("certificate_not_good", "the signer's certificate is not good now")
-    reference, id_hmac = _signer_identity(reader, result.signer.serial)
-    row = reader.connection().execute(_HOLDER, {"meeting_id": meeting_id, "holder_no": holder_no}).first()
-    if row is None or row.id_hmac != id_hmac:
+    if reads is not None and reads.signer_serial == result.signer.serial:
+        signer, holder = reads.signer, reads.holder
+    else:
+        signer = _signer_of(reader, result.signer.serial)
+        found = reader.connection().execute(_HOLDER, {"meeting_id": meeting_id, "holder_no": holder_no}).first()
+        holder = None if found is None else RegisteredHolder(*found)
+    if signer is None:
+        raise _refuse("not_the_holder", "the signer's certificate belongs to no investor here", 403)
+    reference, id_hmac = signer
+    if holder is None or holder.id_hmac != id_hmac:
         raise _refuse("not_the_holder", "the signer is not the registered holder named", 403)
-    return SignedBy(RegisteredHolder(*row), result.signer.serial, reference, id_hmac)
+    return SignedBy(holder, result.signer.serial, reference, id_hmac)
 
 
 def votable_shares(holder: RegisteredHolder | Holder, agenda_rows: list) -> dict[str, int]:
@@ -199,13 +286,14 @@ def check_ballot(reader: Session, pki: Pki, *, payload: bytes, cms: bytes, meeti
         raise _refuse(exc.code, str(exc)) from exc
     if meeting_public_id is not None and ballot.meeting_id != meeting_public_id:
         raise _refuse("meeting_mismatch", "the ballot was signed for another meeting")
-    meeting = reader.connection().execute(_MEETING, {"public_id": ballot.meeting_id}).first()
+    reads = _read_for_check(reader, pki, ballot.meeting_id, ballot.holder_no, cms)
+    meeting = reads.meeting
     if meeting is None or meeting.status == "draft":
         raise NotFound("no such meeting", code="unknown_meeting")
     check_open(meeting.status, meeting.opens_at, meeting.closes_at, received_at or utcnow())
-    signed = signed_by_holder(reader, pki, meeting.id, ballot.holder_no, payload, cms)
+    signed = signed_by_holder(reader, pki, meeting.id, ballot.holder_no, payload, cms, reads=reads)
     holder = signed.holder
-    agenda_rows = list(reader.connection().execute(_AGENDA, {"meeting_id": meeting.id}))
+    agenda_rows = reads.agenda_rows
     agenda = service.agenda_of(agenda_rows)  # type: ignore[arg-type]
     try:
         item_status = check_choices(ballot, agenda, nominee=holder.nominee,
