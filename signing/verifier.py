@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import logging
@@ -132,12 +133,19 @@ class _Failure(Exception):
         self.message = message
 
 
+@functools.lru_cache(maxsize=1024)
+def _subject_text(certificate: x509.Certificate) -> str:
+    # Remembered: the same few CA certificates (and each signer's own) come back in every
+    # verification, and formatting a name costs more than the rest of describing it.
+    return certificate.subject.rfc4514_string()
+
+
 def signer_of(certificate: x509.Certificate) -> Signer:
     """The signer's identity as the platform's certificates carry it."""
     references = certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
     reference = references[0].value if references else None
     return Signer(reference=reference if isinstance(reference, str) else None,
-                  subject=certificate.subject.rfc4514_string(),
+                  subject=_subject_text(certificate),
                   serial=format(certificate.serial_number, "x"))
 
 
@@ -236,7 +244,7 @@ class Verifier:
         verify_cms_signature(parsed, bytes.fromhex(base.document_digest or ""))
         with_intermediates = dataclasses.replace(parsed, certificates=parsed.certificates + self.intermediates)
         path = chain_to(with_intermediates, self.trust_anchors)
-        base.chain = tuple(c.subject.rfc4514_string() for c in path)
+        base.chain = tuple(_subject_text(c) for c in path)
         _check_signer_usage(path[0])
         judged_at = base.judged_at
         for certificate in path:

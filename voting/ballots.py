@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -154,6 +155,24 @@ class SignedBy:
     id_hmac: str
 
 
+class AgendaRow(NamedTuple):
+    """An agenda item as stored, in the columns :func:`voting.service.agenda_of` reads."""
+
+    item_key: str
+    kind: str
+    title: str
+    seats: int
+    candidates: str
+    article: str | None
+
+
+@functools.lru_cache(maxsize=256)
+def _agenda(rows: tuple[AgendaRow, ...]) -> tuple[AgendaItem, ...]:
+    # Remembered by the rows' values: every ballot of a meeting reads the same agenda, and
+    # building its items (with their checks) cost more than reading it.
+    return tuple(service.agenda_of(list(rows)))  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class _CheckReads:
     """What :data:`_CHECK_READ` found for one ballot, in the forms the checks take."""
@@ -247,7 +266,7 @@ class CheckedBallot:
     payload: bytes
     cms: bytes
     ballot_sha256: str
-    agenda: list[AgendaItem]
+    agenda: Sequence[AgendaItem]
     choices: dict[str, Choice]  # typed, as the running totals count them
     item_status: dict[str, str]  # the items voided on this ballot, and why
     received_at: dt.datetime | None  # None: stamped when its turn comes under the meeting's lock
@@ -296,7 +315,8 @@ def check_ballot(reader: Session, pki: Pki, *, payload: bytes, cms: bytes, meeti
     signed = signed_by_holder(reader, pki, meeting.id, ballot.holder_no, payload, cms, reads=reads)
     holder = signed.holder
     agenda_rows = reads.agenda_rows
-    agenda = service.agenda_of(agenda_rows)  # type: ignore[arg-type]
+    agenda = _agenda(tuple(AgendaRow(r.item_key, r.kind, r.title, r.seats, r.candidates, r.article)
+                           for r in agenda_rows))
     try:
         item_status = check_choices(ballot, agenda, nominee=holder.nominee,
                                     votable_shares=votable_shares(holder, agenda_rows))

@@ -152,6 +152,7 @@ def test_utf8_bom_is_not_json() -> None:
         ({"created_at": "2026-06-31T03:04:05Z"}, "invalid_time"),
         ({"created_at": "2026-06-01T24:00:00Z"}, "invalid_time"),
         ({"created_at": 1780283045}, "invalid_time"),
+        ({"created_at": "\u0662\u0660\u0662\u0666-06-01T03:04:05Z"}, "invalid_time"),  # Arabic-Indic digits
     ],
 )
 def test_bad_envelopes_are_refused(overrides: dict[str, object], code: str) -> None:
