@@ -76,9 +76,8 @@ def test_expanding_parameters_are_refused(engine: Engine) -> None:
         DirectSelect(statement).all(connection, {"ids": [1]})
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # a server-side disconnect
 def test_a_broken_postgresql_connection_is_invalidated(engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("a server-side disconnect is a PostgreSQL matter")
     direct = DirectSelect(select(PEOPLE.c.id).order_by(PEOPLE.c.id))
     with engine.connect() as victim, engine.connect() as admin:
         pid = victim.execute(text("select pg_backend_pid()")).scalar_one()
