@@ -6,10 +6,13 @@ path, on PostgreSQL, the check's one read took about 170 µs of CPU through SQLA
 60 µs on the driver's cursor, on a host that runs 10M Python additions in 0.27 s.
 
 :class:`DirectSelect` keeps what matters of SQLAlchemy: the statement is built with it and
-compiled for each dialect, bind and result processors are applied (so rows hold what
-SQLAlchemy would give, e.g. aware datetimes and booleans on SQLite), listeners of
-``before_cursor_execute`` see the statement, and driver errors are raised as
-:class:`sqlalchemy.exc.DBAPIError`, the connection invalidated when the error means it broke.
+compiled for each dialect and driver, bind and result processors are applied (so rows hold
+what SQLAlchemy would give, e.g. aware datetimes and booleans on SQLite), the connection
+autobegins as with SQLAlchemy, and driver errors are raised as
+:class:`sqlalchemy.exc.DBAPIError` (bound values hidden when the engine hides them), the
+connection invalidated when the error means it broke. While cursor-execution listeners are
+registered (tracing, statement counting), the statement goes through SQLAlchemy's own
+execution instead, so that they get everything they expect.
 """
 
 from __future__ import annotations
@@ -45,11 +48,15 @@ class DirectSelect:
 
     def __init__(self, statement: Select[Any]) -> None:
         self._statement = statement
-        self._by_dialect: dict[str, _Compiled] = {}
+        self._by_dialect: dict[tuple[str, str, str], _Compiled] = {}
 
     def all(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
         """Every row of the statement with ``params``, in the connection's transaction (if any)."""
-        compiled = self._by_dialect.get(connection.dialect.name) or self._compile(connection.dialect)
+        dispatch = connection.dispatch
+        if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
+            return list(connection.execute(self._statement, dict(params)))
+        dialect = connection.dialect
+        compiled = self._by_dialect.get(_dialect_key(dialect)) or self._compile(dialect)
         bound = compiled.compiled.construct_params(params)
         for name, process in compiled.bind_processors:
             bound[name] = process(bound[name])
@@ -61,13 +68,10 @@ class DirectSelect:
         assert dbapi_connection is not None, "a live connection has a DB-API connection"
         cursor = dbapi_connection.cursor()
         try:
-            for listener in connection.dispatch.before_cursor_execute:
-                sql, parameters = listener(connection, cursor, sql, parameters, None, False)
-            try:
-                cursor.execute(sql, parameters)
-                fetched = cursor.fetchall()
-            except connection.dialect.loaded_dbapi.Error as exc:
-                raise _wrapped(connection, dbapi_connection, cursor, exc, sql, parameters) from exc
+            cursor.execute(sql, parameters)
+            fetched = cursor.fetchall()
+        except dialect.loaded_dbapi.Error as exc:
+            raise _wrapped(connection, dbapi_connection, cursor, exc, sql, parameters) from exc
         finally:
             cursor.close()
         if compiled.result_processors:
@@ -87,14 +91,22 @@ class DirectSelect:
         columns = list(self._statement.selected_columns)
         result_processors = []
         for index, column in enumerate(columns):
-            process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+            try:  # without the cursor's type codes: types whose processing depends on them fail here
+                process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"DirectSelect cannot read column {column.key!r} ({column.type})") from exc
             if process is not None:
                 result_processors.append((index, process))
         positions = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
         entry = _Compiled(compiled, compiled.string, positions, tuple(bind_processors), tuple(result_processors),
                           namedtuple("Row", [column.key for column in columns]))  # type: ignore[misc]
-        self._by_dialect[dialect.name] = entry
+        self._by_dialect[_dialect_key(dialect)] = entry
         return entry
+
+
+def _dialect_key(dialect: Dialect) -> tuple[str, str, str]:
+    # Two drivers of one database (psycopg and psycopg2) differ in parameter style.
+    return dialect.name, dialect.driver, dialect.paramstyle
 
 
 def _processed(row: tuple[Any, ...], processors: tuple[tuple[int, Processor], ...]) -> list[Any]:
@@ -112,4 +124,5 @@ def _wrapped(connection: Connection, dbapi_connection: Any, cursor: Any, exc: Ex
     if disconnect:
         connection.invalidate(exc)
     return DBAPIError.instance(sql, parameters, exc, dialect.loaded_dbapi.Error,
+                               hide_parameters=connection.engine.hide_parameters,
                                connection_invalidated=disconnect, dialect=dialect)

@@ -54,20 +54,40 @@ def test_rows_match_sqlalchemys_with_types_processed(engine: Engine) -> None:
     assert rows[0].active is True and rows[2].active is False and rows[2].seen_at is None
 
 
-def test_listeners_see_the_statement_and_driver_errors_come_as_dbapi_errors(engine: Engine) -> None:
-    seen: list[str] = []
-    event.listen(engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+def test_binds_are_processed_and_the_connection_autobegins(engine: Engine) -> None:
+    by_time = DirectSelect(select(PEOPLE.c.id).where(PEOPLE.c.seen_at == bindparam("seen")))
     with engine.connect() as connection:
-        DirectSelect(BY_NAME).all(connection, {"name": "ann", "other_id": 0})
-        selects = [statement for statement in seen if statement.startswith("SELECT")]
-        assert len(selects) == 1 and "direct_probe_person" in selects[0]
-        missing = Table("direct_probe_missing", MetaData(), Column("id", Integer))
+        assert not connection.in_transaction()
+        # UTCDateTime's bind processing stores naive UTC text on SQLite: an aware value finds it.
+        assert [tuple(r) for r in by_time.all(connection, {"seen": SEEN})] == [(1,)]
+        assert connection.in_transaction()  # ended by the caller, as after SQLAlchemy's execute
+        connection.rollback()
+        assert not connection.in_transaction()
+
+
+def test_driver_errors_come_as_dbapi_errors_with_parameters_hidden(engine: Engine) -> None:
+    missing = Table("direct_probe_missing", MetaData(), Column("name", String(20)))
+    with engine.connect() as connection:
         with pytest.raises(DBAPIError) as raised:
-            DirectSelect(select(missing.c.id)).all(connection, {})
+            DirectSelect(select(missing.c.name).where(missing.c.name == bindparam("who"))).all(
+                connection, {"who": "SECRET-H001"})
         assert not raised.value.connection_invalidated
+        assert "SECRET-H001" not in str(raised.value)  # make_engine hides bound values from messages and logs
         connection.rollback()
         assert [tuple(r) for r in DirectSelect(select(PEOPLE.c.id).order_by(PEOPLE.c.id)).all(connection, {})] == \
             [(1,), (2,)]
+
+
+def test_with_cursor_listeners_the_statement_goes_through_sqlalchemy(engine: Engine) -> None:
+    seen: list[tuple[str, object]] = []
+    event.listen(engine, "before_cursor_execute", lambda conn, cursor, statement, params, context, many:
+                 seen.append((statement, context)))
+    with engine.connect() as connection:
+        rows = DirectSelect(BY_NAME).all(connection, {"name": "ann", "other_id": 0})
+    assert [(r.id, r.pet_name) for r in rows] == [(1, "cat"), (1, "owl")]
+    selects = [(statement, context) for statement, context in seen if statement.startswith("SELECT")]
+    assert len(selects) == 1 and "direct_probe_person" in selects[0][0]
+    assert selects[0][1] is not None  # a tracing listener gets SQLAlchemy's execution context
 
 
 def test_expanding_parameters_are_refused(engine: Engine) -> None:
