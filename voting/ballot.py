@@ -59,7 +59,7 @@ _FIELDS = frozenset({"type", "meeting", "holder", "choices", "nonce", "created_a
 _MEETING_ID = re.compile(r"[!-~]{1,64}")  # printable ASCII: no NUL or control reaches a database
 _HOLDER_NO = re.compile(r"[!-~]{1,32}")  # printable ASCII, as on the register
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
-_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")  # ASCII digits only
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 ChoiceStatus = Literal["ok", "void_over_allocation"]
@@ -221,7 +221,10 @@ def _parse_time(value: object) -> datetime:
     if not isinstance(value, str) or not _TIME.fullmatch(value):
         raise BallotError("invalid_time", "created_at must look like 2026-06-01T03:04:05Z")
     try:
-        return datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)  # the pattern fixed the form
+        if value.isascii():  # the usual case, read without strptime (the pattern fixed the form)
+            return datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
+        # Other Unicode digits have always been read as digits; stored ballots may hold them.
+        return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError as exc:
         raise BallotError("invalid_time", str(exc)) from exc
 
