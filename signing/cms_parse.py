@@ -96,9 +96,13 @@ def parse_detached_cms(der_or_base64: bytes | str) -> ParsedCms:
     Accepts DER, base64 (standard or URL-safe) or PEM (``CMS``/``PKCS7``). Raises
     :class:`CmsError` ``malformed`` or ``unsupported_algorithm``, never another exception.
     """
-    if type(der_or_base64) in (bytes, str):
+    if type(der_or_base64) in (bytes, str) and len(der_or_base64) <= _REMEMBERED_MAX_LENGTH:
         return _parse_remembered(der_or_base64)
     return _parse_input(der_or_base64)
+
+
+# A ballot's CMS is about 2.5 KB: the remembered inputs take a few MiB at most.
+_REMEMBERED_MAX_LENGTH = 16 * 1024
 
 
 @functools.lru_cache(maxsize=256)

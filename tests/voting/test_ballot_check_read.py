@@ -3,6 +3,7 @@ exactly as they would by asking each source in turn."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from core.auth import Actor, Role
 from core.db import session_scope, utcnow
 from ra import credentials as ra_credentials
 from signing.cms_parse import parse_detached_cms
-from signing.evidence import platform_verifier, signing_time_key
+from signing.evidence import DatabaseSignatureLog, platform_verifier, signing_time_key
 from signing.revocation import CertificateRecord, DatabaseRevocation
 from tests.ra.factories import NATIONAL_IDS
 from tests.voting.test_attendance import code_of
@@ -118,6 +119,24 @@ def test_what_was_read_ahead_gives_the_verdict_the_sources_give(platform: Platfo
             verifier = platform_verifier(session, platform.pki, known_signing_times=times)
             result = verifier.verify(cms, content=payload)
             assert result.valid and result.signing_time == signed_at
+
+
+def test_the_read_ahead_signing_time_is_the_logs_and_reads_for_another_serial_are_not_used(
+        platform: Platform) -> None:
+    meeting = make_meeting(platform, [("H001", NATIONAL_IDS[0], 1000)])
+    alice = voter(platform, "H001", NATIONAL_IDS[0])
+    payload, cms = signed(platform, alice, meeting)
+    parsed = parse_detached_cms(cms)
+    with Session(platform.check_engine) as reader:
+        reads = ballots._read_for_check(reader, platform.pki, meeting, "H001", cms)
+        logged = DatabaseSignatureLog(lambda: _same(reader)).signed_at(parsed)
+        assert logged is not None and reads.known_signing_times == {signing_time_key(parsed): logged}
+        # Reads made for another certificate: the holder and the investor are asked afresh.
+        elsewhere = dataclasses.replace(reads, signer_serial="0", holder=None, signer=None)
+        signer = ballots.signed_by_holder(reader, platform.pki, reads.meeting.id, "H001", payload, cms,
+                                          reads=elsewhere)
+    assert signer.holder.holder_no == "H001" and signer.signer_serial == format(
+        parsed.signer_certificate.serial_number, "x")
 
 
 @contextmanager
