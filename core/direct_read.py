@@ -42,7 +42,8 @@ class _Compiled:
 class DirectSelect:
     """A SELECT whose rows are fetched on the DB-API cursor of a SQLAlchemy connection.
 
-    Rows are named tuples whose fields are the statement's column keys (labels where given).
+    Rows are named tuples whose fields are the statement's column keys (labels where given);
+    through SQLAlchemy's execution (listeners registered) they are its rows, read the same way.
     Expanding (``IN``) parameters are not supported.
     """
 

@@ -32,7 +32,7 @@ from core.db import utcnow
 from core.direct_read import DirectSelect
 from core.errors import AppError, BadRequest, Conflict, NotFound
 from ra.models import Credential, Investor
-from signing.cms_parse import CmsError, parse_detached_cms
+from signing.cms_parse import CmsError, ParsedCms, parse_detached_cms
 from signing.evidence import FIRST_SIGNED_AT, SigningTimeKey, platform_verifier, signing_time_key
 from signing.revocation import CertificateRecord
 from voting import ballot_log, running, service
@@ -188,13 +188,13 @@ class _CheckReads:
 
 def _read_for_check(reader: Session, pki: Pki, meeting_public_id: str, holder_no: str, cms: bytes) -> _CheckReads:
     """One statement for everything a ballot's checks read (see :data:`_CHECK_READ`)."""
-    serial: str | None = None
-    key: SigningTimeKey | None = None
+    parsed: ParsedCms | None
     try:
         parsed = parse_detached_cms(cms)  # remembered: the verifier's own parse costs nothing more
-        serial, key = format(parsed.signer_certificate.serial_number, "x"), signing_time_key(parsed)
     except CmsError:
-        pass  # the verifier refuses it in its turn, after the meeting's checks
+        parsed = None  # the verifier refuses it in its turn, after the meeting's checks
+    serial = None if parsed is None else format(parsed.signer_certificate.serial_number, "x")
+    key = None if parsed is None else signing_time_key(parsed)
     ca_serial = format(pki.ca_certificate(pki.load_ca(reader, "issuing")).serial_number, "x")
     rows = _CHECK_READ.all(reader.connection(), {
         "public_id": meeting_public_id, "holder_no": holder_no, "serial": serial, "ca_serial": ca_serial,
