@@ -81,15 +81,16 @@ def _record_columns(certificate: type[IssuedCertificate], prefix: str) -> tuple:
             certificate.fingerprint_sha256.label(f"{prefix}_fingerprint"))
 
 
+# The investor behind a certificate serial (the lowest credential id if several).
+_SIGNER_INVESTOR = (select(Investor.reference, Investor.id_hmac)
+                    .join(Credential, Credential.investor_id == Investor.id)
+                    .where(Credential.certificate_serial == bindparam("serial"))
+                    .order_by(Credential.id).limit(1))  # type: ignore[arg-type]
 # A ballot's checks read in one statement, one row per agenda item: the meeting and its
 # agenda, the holder the ballot names, the investor behind the signer's certificate, the CA's
 # records of that certificate and of the issuing CA, and when the HSM signed (on PostgreSQL a
 # round trip costs more than its query). It runs on the driver's cursor (core.direct_read):
 # SQLAlchemy's execution of it cost more CPU than the rest of the read.
-_SIGNER_INVESTOR = (select(Investor.reference, Investor.id_hmac)
-                    .join(Credential, Credential.investor_id == Investor.id)
-                    .where(Credential.certificate_serial == bindparam("serial"))
-                    .order_by(Credential.id).limit(1))  # type: ignore[arg-type]
 _CHECK_READ = DirectSelect(
     select(Meeting.id, Meeting.public_id, Meeting.issuer_code, Meeting.status, Meeting.opens_at, Meeting.closes_at,
            Holder.id.label("holder_id"),  # type: ignore[union-attr]
