@@ -39,6 +39,43 @@ def _plain(value: object, depth: int = 0) -> bool:
     return False
 
 
+class _NotPlain(Exception):
+    """A number the fast reading leaves to the careful one."""
+
+
+def _not_plain(text: str) -> object:
+    raise _NotPlain(text)
+
+
+def _short_int(text: str) -> int:
+    if len(text) > 15:  # 15 characters hold at most 15 digits: below 2**53 - 1
+        raise _NotPlain(text)
+    return int(text)
+
+
+_read_plain = json.JSONDecoder(parse_float=_not_plain, parse_int=_short_int, parse_constant=_not_plain).decode
+
+
+def read_plain_canonical(data: bytes) -> object | None:
+    """The JSON value ``data`` holds when ``data`` is plainly its own RFC 8785 form, else None.
+
+    Plainly: ASCII, integers of at most 15 digits (so within ±(2**53 - 1)), no fraction,
+    exponent or constant, and byte for byte what the C encoder writes for the
+    value read. Then every key is ASCII, so the orders agree and the encoder's output is
+    RFC 8785's. None says only that this cheap reading could not show it: duplicate keys,
+    whitespace, escapes of non-ASCII characters and malformed JSON all land there, and the
+    caller reads ``data`` its careful way (which names the fault).
+    """
+    if not data.isascii():
+        return None
+    text = data.decode("ascii")
+    try:
+        value = _read_plain(text)
+        return value if _encode(value) == text else None
+    except (_NotPlain, ValueError, RecursionError):
+        return None
+
+
 def canonical_json(value: object) -> bytes:
     """The RFC 8785 serialisation of ``value`` (raises ``rfc8785``'s errors where it does)."""
     if _plain(value):

@@ -25,7 +25,7 @@ from typing import Literal
 
 import rfc8785
 
-from core.canonical import canonical_json
+from core.canonical import canonical_json, read_plain_canonical
 
 from voting.agenda import (
     NO_ACTION,
@@ -173,23 +173,9 @@ def parse_ballot(payload: bytes) -> Ballot:
     """
     if not isinstance(payload, bytes):
         raise TypeError(f"a ballot is bytes, not {type(payload).__name__}")
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BallotError("not_utf8", str(exc)) from exc
-    try:
-        document = json.loads(
-            text,
-            object_pairs_hook=_refuse_duplicates,
-            parse_float=_refuse_float,
-            parse_constant=_refuse_constant,
-        )
-    except BallotError:
-        raise
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge integers, deep nesting
-        raise BallotError("not_json", str(exc)[:200]) from exc
-    if _canonical(document) != payload:
-        raise BallotError("not_canonical", "bytes differ from the RFC 8785 form")
+    document = read_plain_canonical(payload)  # the usual ballot, read with the C parser alone
+    if document is None:
+        document = _read_carefully(payload)
     if not isinstance(document, dict):
         raise BallotError("not_object", "a ballot is a JSON object")
     if missing := _FIELDS - document.keys():
@@ -215,6 +201,28 @@ def parse_ballot(payload: bytes) -> Ballot:
         created_at=_parse_time(document["created_at"]),
         payload=payload,
     )
+
+
+def _read_carefully(payload: bytes) -> object:
+    """The JSON value of a canonical payload; ``BallotError`` names the first fault otherwise."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BallotError("not_utf8", str(exc)) from exc
+    try:
+        document = json.loads(
+            text,
+            object_pairs_hook=_refuse_duplicates,
+            parse_float=_refuse_float,
+            parse_constant=_refuse_constant,
+        )
+    except BallotError:
+        raise
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge integers, deep nesting
+        raise BallotError("not_json", str(exc)[:200]) from exc
+    if _canonical(document) != payload:
+        raise BallotError("not_canonical", "bytes differ from the RFC 8785 form")
+    return document
 
 
 def _parse_time(value: object) -> datetime:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 import rfc8785
 
-from core.canonical import canonical_json
+from core.canonical import canonical_json, read_plain_canonical
 
 # Characters where the encoders could differ: escapes, controls, DEL, the BMP's top,
 # surrogates (lone ones are errors), astral characters (sorted differently by UTF-16).
@@ -71,3 +72,79 @@ def test_deep_values_agree_too(depth: int) -> None:
     for level in range(depth):
         value = [value] if level % 2 else {"k": value}
     assert _outcome(canonical_json, value) == _outcome(rfc8785.dumps, value)
+
+
+def _strict_reading(data: bytes) -> object:
+    """What a careful reader accepts: strict JSON whose RFC 8785 form is ``data`` itself."""
+    def refuse(text: str) -> object:
+        raise ValueError(text)
+
+    def no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        if len({key for key, _ in pairs}) != len(pairs):
+            raise ValueError("duplicate key")
+        return dict(pairs)
+
+    try:
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_float=refuse,
+                           parse_constant=refuse)
+        return value if rfc8785.dumps(value) == data else None
+    except (ValueError, RecursionError, rfc8785.CanonicalizationError):
+        return None
+
+
+def _mutants(rng: random.Random, data: bytes) -> list[bytes]:
+    """Small edits of ``data``: bytes replaced, inserted or deleted, from JSON's alphabet."""
+    alphabet = b'{}[]",:0123456789-+.eE \\u/tfn\x00\x7fa\xc3\xa9'
+    out = []
+    for _ in range(4000):
+        edited = bytearray(data)
+        for _ in range(rng.randrange(1, 3)):
+            at = rng.randrange(len(edited) + 1)
+            what = rng.randrange(3)
+            if what == 0 and at < len(edited):
+                edited[at] = rng.choice(alphabet)
+            elif what == 1:
+                edited[at:at] = bytes([rng.choice(alphabet)])
+            elif at < len(edited):
+                del edited[at]
+        out.append(bytes(edited))
+    return out
+
+
+def test_the_plain_reading_accepts_only_what_a_careful_reader_accepts() -> None:
+    """``read_plain_canonical`` may leave a canonical text to the careful reader (None), but
+    whatever it reads is canonical JSON and reads as the careful reader reads it."""
+    rng = random.Random(53)
+    seeds = [_outcome(canonical_json, _value(rng)) for _ in range(3000)]
+    seeds = [seed for seed in seeds if isinstance(seed, bytes)]
+    ballot = (b'{"choices":{"1":"CFOR","2":{"CAGS":5,"CFOR":7},"3":{"allocations":{"C1":123456789012345,"C2":0}}},'
+              b'"created_at":"2026-06-01T03:04:05Z","holder":"H001","meeting":"M1","nonce":"abcdefghijklmnop",'
+              b'"type":"cloudseal.ballot/1"}')
+    read = 0
+    for data in [ballot, *seeds, *_mutants(rng, ballot)]:
+        plain = read_plain_canonical(data)
+        if plain is not None:
+            read += 1
+            assert plain == _strict_reading(data) and canonical_json(plain) == data, data
+    assert read_plain_canonical(ballot) is not None and read > 1000
+
+
+@pytest.mark.parametrize("data", [
+    b'{"a":1,"a":1}',  # a duplicate key
+    b'{"b":1,"a":2}',  # keys out of order
+    b'{"a": 1}',  # whitespace
+    b'[1.5]', b'[1e5]', b'[NaN]', b'[-Infinity]',  # not integers
+    b'[9007199254740993]', b'[1234567890123456]', b'[-123456789012345]',  # beyond, or at, 15 digits
+    b'[-0]', b'["\\u00e9"]', '["é"]'.encode(), b'["\\ud800"]', b'["\\/"]',  # not the canonical text
+    b'{"\\ud83d\\uddf3":1,"\\uffff":2}',  # keys whose UTF-16 order differs
+    b'[' * 100_000 + b']' * 100_000,  # deeper than the parser goes
+    b'', b'{', b'nul', b'\xff',
+])
+def test_the_plain_reading_leaves_these_to_the_careful_reader(data: bytes) -> None:
+    assert read_plain_canonical(data) is None
+
+
+def test_the_plain_reading_reads_plain_canonical_json() -> None:
+    assert read_plain_canonical(b'{"a":[1,-2,true,null,"\\u0001\\n"],"b":{}}') == {
+        "a": [1, -2, True, None, "\x01\n"], "b": {}}
+    assert read_plain_canonical(b'[123456789012345]') == [123456789012345]

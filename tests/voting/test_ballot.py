@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import rfc8785
 
+from voting import ballot as ballot_module
 from voting.agenda import AgendaItem, ElectionVote, SplitVote
 from voting.ballot import (
     BALLOT_TYPE,
+    Ballot,
     BallotError,
     ballot_digest,
     build_ballot,
@@ -128,6 +131,37 @@ def test_non_canonical_bytes_are_refused() -> None:
     escaped = canonical.replace(b'"000123"', b'"\\u0030\\u0030\\u0030123"')
     for variant in (pretty, unsorted, canonical + b"\n", b" " + canonical, escaped):
         assert refused_code(variant) == "not_canonical"
+
+
+def _outcome(payload: bytes) -> object:
+    try:
+        return parse_ballot(payload)
+    except BallotError as refusal:
+        return refusal.code
+
+
+def test_the_quick_reading_changes_no_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Edits of a good ballot give the same ballot or the same refusal code with the C
+    parser's quick reading as with the careful reading alone."""
+    rng = random.Random(177)
+    good = build_ballot("M1", "000123", {"1": "CFOR", "2": SplitVote(3, 2, 0), "4": ElectionVote({"c1": 12})},
+                        NONCE, CREATED)
+    alphabet = b'{}[]",:0123456789-.eE \\uACFOR\x00\xc3\xa9'
+    variants = [good]
+    for _ in range(3000):
+        edited = bytearray(good)
+        at = rng.randrange(len(edited))
+        if rng.randrange(2):
+            edited[at] = rng.choice(alphabet)
+        else:
+            edited[at:at] = bytes([rng.choice(alphabet)])
+        variants.append(bytes(edited))
+    quick = [_outcome(variant) for variant in variants]
+    monkeypatch.setattr(ballot_module, "read_plain_canonical", lambda payload: None)
+    careful = [_outcome(variant) for variant in variants]
+    assert quick == careful
+    assert sum(isinstance(outcome, Ballot) for outcome in careful) > 100  # edits inside strings still parse
+    assert len({outcome for outcome in careful if isinstance(outcome, str)}) >= 5  # and several refusals
 
 
 def test_utf8_bom_is_not_json() -> None:
