@@ -126,8 +126,9 @@ def test_the_live_tally_reads_no_ballot(platform: Platform, monkeypatch: pytest.
     for n, (no, _, _) in enumerate(holders):
         submit(platform, *signed(platform, voter(platform, no, NATIONAL_IDS[n]), public_id, {"1": "CFOR"}))
     parsed: list[bytes] = []
-    real_parse = results.parse_ballot
-    monkeypatch.setattr(results, "parse_ballot", lambda payload: parsed.append(payload) or real_parse(payload))
+    real_read = results.stored_choices
+    monkeypatch.setattr(results, "stored_choices",
+                        lambda payload, elections: parsed.append(payload) or real_read(payload, elections))
     meeting = meeting_row(platform, public_id)
     with session_scope(platform.engine) as session:
         live, _ = results.live_tally(session, meeting)
