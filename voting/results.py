@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -24,11 +25,11 @@ from sqlmodel import Session
 from core.auth import Actor
 from voting import running, service
 from voting.access import READ_ROLES, visible_meeting
-from voting.agenda import Choice
+from voting.agenda import AgendaItem, Choice
 from voting.ballot import typed_choices
 from voting.models import AgendaItemRow, Attendance, BallotRow, Holder, Meeting, Recusal, RunningTally
 from voting.running import hour_key
-from voting.tally import PresentHolder, RegisterEntry, TallyCounts, TallyResult, decide, tally_meeting
+from voting.tally import ATTENDANCE_MODES, PresentHolder, TallyCounts, TallyInputError, TallyResult, decide
 
 # Figures in shares (or votes weighted by shares), sent as strings: they may exceed 2**53.
 SHARE_FIELDS = frozenset({"outstanding_shares", "present_shares", "shares", "recused_shares", "denominator",
@@ -38,32 +39,71 @@ SHARE_FIELDS = frozenset({"outstanding_shares", "present_shares", "shares", "rec
 
 def recount(session: Session, meeting: Meeting) -> TallyResult:
     """The tally counted afresh from every stored ballot and room entry (e-voters, then the
-    room; a proxy's entry replaces the e-vote, an in-person entry leaves it standing)."""
-    rows = service.agenda_rows(session, meeting.id or 0)
-    agenda = service.agenda_of(rows)
+    room; a proxy's entry replaces the e-vote, an in-person entry leaves it standing).
+
+    The register and the ballots are read in batches and counted as they come, so a meeting
+    of millions of holders needs memory for the room's entries only. The figures are those of
+    :func:`voting.tally.tally_meeting` over the same holders (the tests hold the two equal).
+    """
+    meeting_id = meeting.id or 0
+    agenda = service.agenda_of(service.agenda_rows(session, meeting_id))
+    items = {item.item_id: item for item in agenda}
     elections = {item.item_id for item in agenda if item.is_election}
-    # Plain rows, not ORM objects: a meeting may have millions of holders.
-    holders = {h.id: h for h in session.execute(
-        select(Holder.id, Holder.holder_no, Holder.shares, Holder.non_voting_shares, Holder.nominee)
-        .where(Holder.meeting_id == meeting.id))}
-    register = [RegisterEntry(h.holder_no, h.shares, h.non_voting_shares, h.nominee) for h in holders.values()]
-    present: dict[str, PresentHolder] = {}
-    for holder_id, payload in session.execute(
-            select(BallotRow.holder_id, BallotRow.payload).where(BallotRow.meeting_id == meeting.id)
-            .where(BallotRow.status == "counted")):
-        holder = holders[holder_id]
-        present[holder.holder_no] = PresentHolder(holder.holder_no, "evote",
-                                                  stored_choices(payload, elections))
-    for attendance in session.execute(select(Attendance).where(Attendance.meeting_id == meeting.id)).scalars():
-        holder = holders[attendance.holder_id]
-        if attendance.mode == "in_person" and holder.holder_no in present:
-            continue  # the e-vote stands (Art. 177-2); the holder is present either way
-        present[holder.holder_no] = PresentHolder(holder.holder_no, attendance.mode,  # type: ignore[arg-type]
-                                                  typed_choices(json.loads(attendance.choices), elections))
-    recusals: dict[str, set[str]] = defaultdict(set)
+    recused: dict[int, list[str]] = defaultdict(list)
     for item_key, holder_id in _recusals(session, meeting):
-        recusals[item_key].add(holders[holder_id].holder_no)
-    return tally_meeting(register, agenda, list(present.values()), service.meeting_rules(meeting), recusals)
+        recused[holder_id].append(item_key)
+    room = {row.holder_id: row for row in session.execute(
+        select(Attendance.holder_id, Attendance.mode, Attendance.choices, *_HOLDER_FIGURES)
+        .join(Holder, Holder.id == Attendance.holder_id).where(Attendance.meeting_id == meeting_id))}
+    counts = TallyCounts()
+    evoted_in_room: set[int] = set()
+    for row in session.execute(
+            select(BallotRow.holder_id, BallotRow.payload, *_HOLDER_FIGURES)
+            .join(Holder, Holder.id == BallotRow.holder_id)
+            .where(BallotRow.meeting_id == meeting_id).where(BallotRow.status == "counted")
+            .execution_options(yield_per=_BATCH)):
+        entry = room.get(row.holder_id)
+        if entry is not None:
+            if entry.mode != "in_person":
+                continue  # the proxy's entry replaces the e-vote
+            evoted_in_room.add(row.holder_id)
+        _count(counts, items, PresentHolder(row.holder_no, "evote", stored_choices(row.payload, elections)), row,
+               recused.get(row.holder_id, ()))
+    for holder_id, entry in room.items():
+        if entry.mode == "in_person" and holder_id in evoted_in_room:
+            continue  # the e-vote stands (Art. 177-2); the holder is present either way
+        if entry.mode not in ATTENDANCE_MODES:
+            raise TallyInputError(f"unknown attendance mode {entry.mode!r}")
+        voter = PresentHolder(entry.holder_no, entry.mode, typed_choices(json.loads(entry.choices), elections))
+        _count(counts, items, voter, entry, recused.get(holder_id, ()))
+    return decide(agenda, counts, _outstanding(session, meeting_id), service.meeting_rules(meeting))
+
+
+_BATCH = 5000  # rows per fetch when a recount streams the register and the ballots
+_HOLDER_FIGURES = (Holder.holder_no, Holder.shares, Holder.non_voting_shares, Holder.nominee)
+
+
+def _count(counts: TallyCounts, items: Mapping[str, AgendaItem], voter: PresentHolder, holder: Any,
+           recused: Sequence[str]) -> None:
+    """Count one present holder in, after the checks ``tally_meeting`` makes of its inputs."""
+    if not voter.choices.keys() <= items.keys():
+        unknown = sorted(set(voter.choices) - set(items))
+        raise TallyInputError(f"holder {voter.holder_no!r} chose on unknown items {unknown}")
+    counts.add(items, voter, _votable(holder.holder_no, holder.shares, holder.non_voting_shares),
+               nominee=holder.nominee, recused=recused)
+
+
+def _votable(holder_no: str, shares: int, non_voting_shares: int) -> int:
+    if not 0 <= non_voting_shares <= shares:
+        raise TallyInputError(f"holder {holder_no!r}: need 0 <= non_voting_shares <= shares (ints)")
+    return shares - non_voting_shares
+
+
+def _outstanding(session: Session, meeting_id: int) -> int:
+    """Votable shares over the whole register (Art. 179 shares excluded)."""
+    return sum(_votable(row.holder_no, row.shares, row.non_voting_shares) for row in session.execute(
+        select(Holder.holder_no, Holder.shares, Holder.non_voting_shares).where(Holder.meeting_id == meeting_id)
+        .execution_options(yield_per=_BATCH)))
 
 
 def stored_choices(payload: bytes, elections: set[str]) -> dict[str, Choice]:
