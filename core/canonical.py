@@ -56,17 +56,22 @@ def _short_int(text: str) -> int:
 _read_plain = json.JSONDecoder(parse_float=_not_plain, parse_int=_short_int, parse_constant=_not_plain).decode
 
 
-def read_plain_canonical(data: bytes) -> object | None:
-    """The JSON value ``data`` holds when ``data`` is plainly its own RFC 8785 form, else None.
+_MAX_CONTAINERS = 64  # objects and arrays: few enough that no reader nears the recursion limit
 
-    Plainly: ASCII, integers of at most 15 digits (so within ±(2**53 - 1)), no fraction,
-    exponent or constant, and byte for byte what the C encoder writes for the
+
+def read_plain_canonical(data: bytes) -> object | None:
+    """The JSON value the bytes ``data`` hold when ``data`` is plainly its own RFC 8785 form,
+    else None.
+
+    Plainly: ASCII, at most 64 objects and arrays (so nested too shallowly for any reader to
+    run out of stack), integers written in at most 15 characters (so within ±(2**53 - 1)),
+    no fraction, exponent or constant, and byte for byte what the C encoder writes for the
     value read. Then every key is ASCII, so the orders agree and the encoder's output is
     RFC 8785's. None says only that this cheap reading could not show it: duplicate keys,
-    whitespace, escapes of non-ASCII characters and malformed JSON all land there, and the
-    caller reads ``data`` its careful way (which names the fault).
+    whitespace, escapes of non-ASCII characters, deep nesting and malformed JSON all land
+    there, and the caller reads ``data`` its careful way (which names the fault).
     """
-    if not data.isascii():
+    if not data.isascii() or data.count(b"{") + data.count(b"[") > _MAX_CONTAINERS:
         return None
     text = data.decode("ascii")
     try:

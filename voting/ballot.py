@@ -145,6 +145,8 @@ def _canonical(value: object) -> bytes:
         raise BallotError("integer_out_of_range", str(exc)) from exc
     except (rfc8785.CanonicalizationError, TypeError) as exc:
         raise BallotError("not_canonical", f"cannot canonicalise: {exc}") from exc
+    except RecursionError as exc:  # the C parser reads deeper than the encoder writes
+        raise BallotError("not_json", "nested too deeply") from exc
 
 
 def _refuse_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:

@@ -144,6 +144,11 @@ def test_the_plain_reading_leaves_these_to_the_careful_reader(data: bytes) -> No
     assert read_plain_canonical(data) is None
 
 
+def test_the_plain_reading_leaves_more_than_64_containers_to_the_careful_reader() -> None:
+    assert read_plain_canonical(b"[" * 32 + b",".join([b"{}"] * 32) + b"]" * 32) is not None
+    assert read_plain_canonical(b"[" * 32 + b",".join([b"{}"] * 33) + b"]" * 32) is None
+
+
 def test_the_plain_reading_reads_plain_canonical_json() -> None:
     assert read_plain_canonical(b'{"a":[1,-2,true,null,"\\u0001\\n"],"b":{}}') == {
         "a": [1, -2, True, None, "\x01\n"], "b": {}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -162,6 +163,22 @@ def test_the_quick_reading_changes_no_outcome(monkeypatch: pytest.MonkeyPatch) -
     assert quick == careful
     assert sum(isinstance(outcome, Ballot) for outcome in careful) > 100  # edits inside strings still parse
     assert len({outcome for outcome in careful if isinstance(outcome, str)}) >= 5  # and several refusals
+
+
+def _nested_ballot(depth: int) -> bytes:
+    nested = b'{"k":' * depth + b"1" + b"}" * depth
+    return (b'{"choices":{"1":' + nested + b'},"created_at":"2026-06-01T03:04:05Z","holder":"H001",'
+            b'"meeting":"M1","nonce":"abcdefghijklmnop","type":"cloudseal.ballot/1"}')
+
+
+def test_deep_nesting_reads_the_same_both_ways_and_never_overflows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every depth up to past where the interpreter runs out of stack: one outcome both ways,
+    a ballot or a refusal code (the C parser reads deeper than the encoder writes)."""
+    depths = [10, 62, 63, *range(sys.getrecursionlimit() - 400, sys.getrecursionlimit() + 20), 5000, 100_000]
+    quick = [_outcome(_nested_ballot(depth)) for depth in depths]
+    monkeypatch.setattr(ballot_module, "read_plain_canonical", lambda payload: None)
+    assert quick == [_outcome(_nested_ballot(depth)) for depth in depths]
+    assert all(isinstance(outcome, Ballot) for outcome in quick[:3]) and quick[-2:] == ["not_json"] * 2
 
 
 def test_utf8_bom_is_not_json() -> None:
