@@ -12,7 +12,8 @@ Two figures, for the two ways the platform tallies:
 * **recount** (what the offline auditor repeats): the pure ``voting.tally.tally_meeting``
   over every holder's typed choices, in memory;
 * **recount from the database** (what freezing records): ``voting.results.recount`` reading
-  the register and every counted ballot of the stored meeting back, streamed.
+  the register and every counted ballot (canonical, as the ballot path stores them) of the
+  stored meeting back, streamed.
 
 Five resolutions (one special) and a five-seat cumulative election among eight candidates;
 a few nominees split their votes and a few holders over-allocate and void their election.
@@ -35,6 +36,7 @@ from core.db import session_scope, utcnow
 from voting import results, running
 from voting import service as voting
 from voting.agenda import AgendaItem, ElectionVote, SplitVote
+from voting.ballot import build_ballot
 from voting.calendar import TAIPEI
 from voting.models import AgendaItemRow, Attendance, BallotRow, Holder, Meeting, Recusal, RunningTally
 from voting.tally import PresentHolder, RegisterEntry, TallyCounts, tally_meeting
@@ -111,8 +113,8 @@ def stored_meeting(register: list[RegisterEntry], present: list[PresentHolder], 
         for start in range(0, len(evoters), 20_000):
             connection.execute(insert(BallotRow), [
                 {"meeting_id": meeting_id, "holder_id": ids[p.holder_no], "ballot_sha256": f"{n + start:064x}",
-                 "payload": json.dumps({"meeting": public_id, "holder": p.holder_no,
-                                        "choices": _json_choices(p.choices)}).encode(),  # type: ignore[arg-type]
+                 "payload": build_ballot(public_id, p.holder_no, p.choices, f"bench-nonce-{n + start:08d}",
+                                         received),
                  "cms": b"", "signer_serial": "00", "investor_reference": p.holder_no, "received_at": received,
                  "status": "counted", "item_status": "{}", "leaf_index": n + start}
                 for n, p in enumerate(evoters[start:start + 20_000])])

@@ -94,6 +94,14 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
     p.close()
 
 
+@pytest.fixture
+def platform_on_each_database(database_url: str, tmp_path: Path) -> Iterator[Platform]:
+    """The platform on SQLite and on PostgreSQL (when installed), with the software HSM."""
+    platform = make_platform(make_settings(tmp_path, database_url))
+    yield platform
+    platform.close()
+
+
 _VARIANTS = ["sqlite-soft", "postgresql-soft", "sqlite-pkcs11"]
 
 

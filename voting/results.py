@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -26,7 +26,7 @@ from core.auth import Actor
 from voting import running, service
 from voting.access import READ_ROLES, visible_meeting
 from voting.agenda import AgendaItem, Choice
-from voting.ballot import typed_choices
+from voting.ballot import parse_ballot, typed_choices
 from voting.models import AgendaItemRow, Attendance, BallotRow, Holder, Meeting, Recusal, RunningTally
 from voting.running import hour_key
 from voting.tally import ATTENDANCE_MODES, PresentHolder, TallyCounts, TallyInputError, TallyResult, decide
@@ -37,60 +37,85 @@ SHARE_FIELDS = frozenset({"outstanding_shares", "present_shares", "shares", "rec
                           "votes_cast", "votes", "shares_voted"})
 
 
+# Rows per fetch when a recount streams the register and the ballots.
+_BATCH = 5000
+# What counting a holder needs, and the meeting whose register the holder is on.
+_HOLDER_FIGURES = (Holder.holder_no, Holder.shares, Holder.non_voting_shares, Holder.nominee,
+                   Holder.meeting_id.label("register_of"))  # type: ignore[attr-defined]
+
+
+class _HolderFigures(Protocol):
+    holder_no: str
+    shares: int
+    non_voting_shares: int
+    nominee: bool
+    register_of: int
+
+
 def recount(session: Session, meeting: Meeting) -> TallyResult:
     """The tally counted afresh from every stored ballot and room entry (e-voters, then the
     room; a proxy's entry replaces the e-vote, an in-person entry leaves it standing).
 
-    The register and the ballots are read in batches and counted as they come, so a meeting
-    of millions of holders needs memory for the room's entries only. The figures are those of
-    :func:`voting.tally.tally_meeting` over the same holders (the tests hold the two equal).
+    The register and the ballots are read in batches and counted as they come: a meeting of
+    millions of holders needs memory for its room entries and recusals only. The figures and
+    the refusals (``TallyInputError``; ``BallotError`` for a stored ballot that does not
+    parse) are those of :func:`voting.tally.tally_meeting` over the same holders; when the
+    data holds several faults, the one named may differ.
     """
     meeting_id = meeting.id or 0
     agenda = service.agenda_of(service.agenda_rows(session, meeting_id))
     items = {item.item_id: item for item in agenda}
     elections = {item.item_id for item in agenda if item.is_election}
     recused: dict[int, list[str]] = defaultdict(list)
-    for item_key, holder_id in _recusals(session, meeting):
-        recused[holder_id].append(item_key)
+    for row in session.execute(
+            select(AgendaItemRow.item_key, Recusal.holder_id, *_HOLDER_FIGURES)
+            .join(AgendaItemRow, AgendaItemRow.id == Recusal.item_id).join(Holder, Holder.id == Recusal.holder_id)
+            .where(AgendaItemRow.meeting_id == meeting_id)):
+        _check_registered(row, meeting_id)
+        recused[row.holder_id].append(row.item_key)
     room = {row.holder_id: row for row in session.execute(
         select(Attendance.holder_id, Attendance.mode, Attendance.choices, *_HOLDER_FIGURES)
         .join(Holder, Holder.id == Attendance.holder_id).where(Attendance.meeting_id == meeting_id))}
     counts = TallyCounts()
     evoted_in_room: set[int] = set()
-    for row in session.execute(
+    with session.execute(
             select(BallotRow.holder_id, BallotRow.payload, *_HOLDER_FIGURES)
             .join(Holder, Holder.id == BallotRow.holder_id)
             .where(BallotRow.meeting_id == meeting_id).where(BallotRow.status == "counted")
-            .execution_options(yield_per=_BATCH)):
-        entry = room.get(row.holder_id)
-        if entry is not None:
-            if entry.mode != "in_person":
-                continue  # the proxy's entry replaces the e-vote
-            evoted_in_room.add(row.holder_id)
-        _count(counts, items, PresentHolder(row.holder_no, "evote", stored_choices(row.payload, elections)), row,
-               recused.get(row.holder_id, ()))
+            .execution_options(yield_per=_BATCH)) as ballots:  # closed (a cursor on the server) if counting fails
+        for row in ballots:
+            entry = room.get(row.holder_id)
+            if entry is not None:
+                if entry.mode != "in_person":
+                    continue  # the proxy's entry replaces the e-vote
+                evoted_in_room.add(row.holder_id)
+            voter = PresentHolder(row.holder_no, "evote", stored_choices(row.payload, elections))
+            _count(counts, items, voter, row, recused.get(row.holder_id, ()), meeting_id)
     for holder_id, entry in room.items():
         if entry.mode == "in_person" and holder_id in evoted_in_room:
             continue  # the e-vote stands (Art. 177-2); the holder is present either way
         if entry.mode not in ATTENDANCE_MODES:
             raise TallyInputError(f"unknown attendance mode {entry.mode!r}")
         voter = PresentHolder(entry.holder_no, entry.mode, typed_choices(json.loads(entry.choices), elections))
-        _count(counts, items, voter, entry, recused.get(holder_id, ()))
+        _count(counts, items, voter, entry, recused.get(holder_id, ()), meeting_id)
     return decide(agenda, counts, _outstanding(session, meeting_id), service.meeting_rules(meeting))
 
 
-_BATCH = 5000  # rows per fetch when a recount streams the register and the ballots
-_HOLDER_FIGURES = (Holder.holder_no, Holder.shares, Holder.non_voting_shares, Holder.nominee)
-
-
-def _count(counts: TallyCounts, items: Mapping[str, AgendaItem], voter: PresentHolder, holder: Any,
-           recused: Sequence[str]) -> None:
-    """Count one present holder in, after the checks ``tally_meeting`` makes of its inputs."""
+def _count(counts: TallyCounts, items: Mapping[str, AgendaItem], voter: PresentHolder, holder: _HolderFigures,
+           recused: Sequence[str], meeting_id: int) -> None:
+    """Count one present holder in, after the checks ``tally_meeting`` makes of one holder."""
+    _check_registered(holder, meeting_id)
     if not voter.choices.keys() <= items.keys():
         unknown = sorted(set(voter.choices) - set(items))
         raise TallyInputError(f"holder {voter.holder_no!r} chose on unknown items {unknown}")
     counts.add(items, voter, _votable(holder.holder_no, holder.shares, holder.non_voting_shares),
                nominee=holder.nominee, recused=recused)
+
+
+def _check_registered(holder: _HolderFigures, meeting_id: int) -> None:
+    # The rows name holders by id alone: one of another meeting's register is not on this one.
+    if holder.register_of != meeting_id:
+        raise TallyInputError(f"holder {holder.holder_no!r} is not on the register")
 
 
 def _votable(holder_no: str, shares: int, non_voting_shares: int) -> int:
@@ -101,20 +126,15 @@ def _votable(holder_no: str, shares: int, non_voting_shares: int) -> int:
 
 def _outstanding(session: Session, meeting_id: int) -> int:
     """Votable shares over the whole register (Art. 179 shares excluded)."""
-    return sum(_votable(row.holder_no, row.shares, row.non_voting_shares) for row in session.execute(
-        select(Holder.holder_no, Holder.shares, Holder.non_voting_shares).where(Holder.meeting_id == meeting_id)
-        .execution_options(yield_per=_BATCH)))
+    with session.execute(
+            select(Holder.holder_no, Holder.shares, Holder.non_voting_shares).where(Holder.meeting_id == meeting_id)
+            .execution_options(yield_per=_BATCH)) as register:
+        return sum(_votable(row.holder_no, row.shares, row.non_voting_shares) for row in register)
 
 
 def stored_choices(payload: bytes, elections: set[str]) -> dict[str, Choice]:
-    """The typed choices of a stored ballot.
-
-    A stored ballot passed every check when it was received, and whoever could change the
-    stored bytes could as well write another well-formed ballot: only its signature, which the
-    auditor verifies, tells. So the choices are read without parsing the whole ballot again
-    (for a meeting of a million holders that parse was most of a recount's time).
-    """
-    return typed_choices(json.loads(payload)["choices"], elections)
+    """The typed choices of a stored ballot; ``BallotError`` if it no longer parses."""
+    return typed_choices(parse_ballot(payload).choices, elections)
 
 
 def live_tally(session: Session, meeting: Meeting) -> tuple[TallyResult, dict[str, list[int]]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import pytest
 from alembic import command
@@ -16,7 +15,6 @@ from cloudseal.migrate import alembic_config, upgrade
 from cloudseal.platform import Platform
 from core.db import make_engine, session_scope, utcnow
 from core.errors import AppError
-from tests.conftest import make_platform, make_settings
 from tests.voting.test_ballots import make_meeting
 from voting import ballot_log, merkle
 from voting.models import Issuer, LogLeaf, LogNode, LogState, Meeting, TreeHead
@@ -90,14 +88,6 @@ def test_proofs_folded_from_perfect_subtrees_equal_the_proofs_over_every_leaf() 
             assert merkle.range_hashes(ranges, roots) == merkle.consistency_proof(hashes, old_size, size)
             assert len(merkle.subtrees_of(ranges)) <= 2 * size.bit_length()
     assert merkle.range_hashes([(0, 0)], {}) == [merkle.EMPTY_ROOT]
-
-
-@pytest.fixture
-def platform_on_each_database(database_url: str, tmp_path: Path) -> Iterator[Platform]:
-    """The platform on SQLite and on PostgreSQL (when installed), with the software HSM."""
-    platform = make_platform(make_settings(tmp_path, database_url))
-    yield platform
-    platform.close()
 
 
 def test_every_proof_from_the_database_equals_the_full_tree_proof_and_verifies(

@@ -60,7 +60,8 @@ def check_live_equals_recount(platform: Platform, meeting: Meeting) -> dict[str,
     return live.as_dict()
 
 
-def test_the_live_tally_equals_a_recount_through_every_kind_of_change(platform: Platform) -> None:
+def test_the_live_tally_equals_a_recount_through_every_kind_of_change(platform_on_each_database: Platform) -> None:
+    platform = platform_on_each_database
     holders = [(no, NATIONAL_IDS[n], shares) for n, (no, shares) in enumerate(SHARES.items())]
     public_id = make_meeting(platform, holders, held_yesterday=True)
     meeting = meeting_row(platform, public_id)
