@@ -29,7 +29,15 @@ from voting.agenda import AgendaItem, Choice
 from voting.ballot import parse_ballot, typed_choices
 from voting.models import AgendaItemRow, Attendance, BallotRow, Holder, Meeting, Recusal, RunningTally
 from voting.running import hour_key
-from voting.tally import ATTENDANCE_MODES, PresentHolder, TallyCounts, TallyInputError, TallyResult, decide
+from voting.tally import (
+    ATTENDANCE_MODES,
+    PresentHolder,
+    TallyCounts,
+    TallyInputError,
+    TallyResult,
+    decide,
+    votable_of,
+)
 
 # Figures in shares (or votes weighted by shares), sent as strings: they may exceed 2**53.
 SHARE_FIELDS = frozenset({"outstanding_shares", "present_shares", "shares", "recused_shares", "denominator",
@@ -108,7 +116,7 @@ def _count(counts: TallyCounts, items: Mapping[str, AgendaItem], voter: PresentH
     if not voter.choices.keys() <= items.keys():
         unknown = sorted(set(voter.choices) - set(items))
         raise TallyInputError(f"holder {voter.holder_no!r} chose on unknown items {unknown}")
-    counts.add(items, voter, _votable(holder.holder_no, holder.shares, holder.non_voting_shares),
+    counts.add(items, voter, votable_of(holder.holder_no, holder.shares, holder.non_voting_shares),
                nominee=holder.nominee, recused=recused)
 
 
@@ -118,18 +126,12 @@ def _check_registered(holder: _HolderFigures, meeting_id: int) -> None:
         raise TallyInputError(f"holder {holder.holder_no!r} is not on the register")
 
 
-def _votable(holder_no: str, shares: int, non_voting_shares: int) -> int:
-    if not 0 <= non_voting_shares <= shares:
-        raise TallyInputError(f"holder {holder_no!r}: need 0 <= non_voting_shares <= shares (ints)")
-    return shares - non_voting_shares
-
-
 def _outstanding(session: Session, meeting_id: int) -> int:
     """Votable shares over the whole register (Art. 179 shares excluded)."""
     with session.execute(
             select(Holder.holder_no, Holder.shares, Holder.non_voting_shares).where(Holder.meeting_id == meeting_id)
             .execution_options(yield_per=_BATCH)) as register:
-        return sum(_votable(row.holder_no, row.shares, row.non_voting_shares) for row in register)
+        return sum(votable_of(row.holder_no, row.shares, row.non_voting_shares) for row in register)
 
 
 def stored_choices(payload: bytes, elections: set[str]) -> dict[str, Choice]:

@@ -38,6 +38,14 @@ class TallyInputError(ValueError):
     """The inputs of a tally are inconsistent (a bug upstream or a tampered bundle)."""
 
 
+def votable_of(holder_no: str, shares: int, non_voting_shares: int) -> int:
+    """A holder's shares that carry a vote (Art. 179 shares excluded); ``TallyInputError``
+    unless ``0 <= non_voting_shares <= shares``, both ints."""
+    if not is_count(shares) or not is_count(non_voting_shares) or non_voting_shares > shares:
+        raise TallyInputError(f"holder {holder_no!r}: need 0 <= non_voting_shares <= shares (ints)")
+    return shares - non_voting_shares
+
+
 @dataclass(frozen=True)
 class RegisterEntry:
     """A holder on the register at book closure."""
@@ -48,8 +56,7 @@ class RegisterEntry:
     nominee: bool = False
 
     def __post_init__(self) -> None:
-        if not is_count(self.shares) or not is_count(self.non_voting_shares) or self.non_voting_shares > self.shares:
-            raise TallyInputError(f"holder {self.holder_no!r}: need 0 <= non_voting_shares <= shares (ints)")
+        votable_of(self.holder_no, self.shares, self.non_voting_shares)
 
     @property
     def votable_shares(self) -> int:
