@@ -68,10 +68,12 @@ def read_plain_canonical(data: bytes) -> object | None:
     no fraction, exponent or constant, and byte for byte what the C encoder writes for the
     value read. Then every key is ASCII, so the orders agree and the encoder's output is
     RFC 8785's. None says only that this cheap reading could not show it: duplicate keys,
-    whitespace, escapes of non-ASCII characters, deep nesting and malformed JSON all land
-    there, and the caller reads ``data`` its careful way (which names the fault).
+    whitespace, escapes of non-ASCII characters, deep nesting, malformed JSON and anything
+    but bytes all land there, and the caller reads ``data`` its careful way (which names the
+    fault).
     """
-    if not data.isascii() or data.count(b"{") + data.count(b"[") > _MAX_CONTAINERS:
+    if (not isinstance(data, bytes | bytearray) or not data.isascii()
+            or data.count(b"{") + data.count(b"[") > _MAX_CONTAINERS):
         return None
     text = data.decode("ascii")
     try:

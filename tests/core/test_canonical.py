@@ -149,6 +149,12 @@ def test_the_plain_reading_leaves_more_than_64_containers_to_the_careful_reader(
     assert read_plain_canonical(b"[" * 32 + b",".join([b"{}"] * 33) + b"]" * 32) is None
 
 
+@pytest.mark.parametrize("data", ["[1]", memoryview(b"[1]"), None, 1])
+def test_the_plain_reading_leaves_anything_but_bytes_to_the_careful_reader(data: object) -> None:
+    assert read_plain_canonical(data) is None  # type: ignore[arg-type]
+    assert read_plain_canonical(bytearray(b"[1]")) == [1]
+
+
 def test_the_plain_reading_reads_plain_canonical_json() -> None:
     assert read_plain_canonical(b'{"a":[1,-2,true,null,"\\u0001\\n"],"b":{}}') == {
         "a": [1, -2, True, None, "\x01\n"], "b": {}}
